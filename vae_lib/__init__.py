@@ -14,6 +14,7 @@ The names below are imported lazily so that ``import vae_lib`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,11 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+if not os.environ.get("VAE_LIB_NO_MALLOPT"):
+    # Measured 28 % faster CPU training (see vae_lib/allocator.py); must run before big allocations.
+    from vae_lib.allocator import tune_malloc as _tune_malloc
+    _tune_malloc()
 
 
 def __getattr__(name: str):
