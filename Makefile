@@ -17,7 +17,6 @@ export JUPYTER_RUNTIME_DIR := $(STATE)/jupyter-runtime
 export IPYTHONDIR          := $(STATE)/ipython
 export MPLCONFIGDIR        := $(STATE)/matplotlib
 export JUPYTER_PLATFORM_DIRS := 1
-export MPLBACKEND          ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: help setup course test test-lib test-notebooks lab refresh-notebooks clean

@@ -78,7 +78,19 @@ def start(preset: str | None = None, seed: int = 0, device: str = "auto", verbos
         "runs_dir": runs_dir(),
     }
     seed_everything(seed)
+    _inline_figures()
     if verbose:
         print(f"preset={info['preset']}  seed={seed}  device={info['device']}  "
               f"torch={torch.__version__}  threads={torch.get_num_threads()}")
     return info
+
+
+def _inline_figures() -> None:
+    """In a notebook, show the matplotlib Figures that vae_lib.viz returns (they are built without pyplot)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell":
+        shell.run_line_magic("matplotlib", "inline")
