@@ -1,0 +1,96 @@
+"""load_dataset: bad input, the printed line, auto-digits' choice; the preview figures (headless)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from vae_lib.data import DATASET_NAMES, FACTOR_BINS, load_dataset
+from vae_lib.data import torchvision_sets
+from vae_lib.data.preview import class_counts, factor_counts, factor_histograms, factor_traversals, show_dataset
+
+from test_data_sources import write_idx_set
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAE_SYSTEM_DATA_DIRS", str(tmp_path / "system"))
+
+    def no_network(spec, root, timeout_s=None):
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(torchvision_sets, "torchvision_download", no_network)
+    return tmp_path
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as caught:
+        load_dataset("cifar10")
+    for name in DATASET_NAMES:
+        assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"split": "val"}, "Unknown split 'val'"),
+    ({"n": 0}, "n must be a positive int"),
+    ({"n": 2.5}, "n must be a positive int"),
+    ({"size": 64}, "does not take size"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("synthetic-digits", verbose=False, **kwargs)
+
+
+def test_verbose_prints_one_line(capsys, offline):
+    data = load_dataset("synthetic-digits", "test", n=4)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"synthetic-digits (test, 4 images) from {data.source}: {data.reason}"]
+
+
+def test_auto_digits_prefers_mnist_then_fashion_then_synthetic(offline):
+    tmp = offline
+    data = load_dataset("auto-digits", n=3, verbose=False)
+    assert data.name == "synthetic-digits"
+    assert "auto-digits chose synthetic-digits because mnist and fashion-mnist are not here" in data.reason
+
+    write_idx_set(tmp / "system" / "fashion-mnist", marker=30)
+    data = load_dataset("auto-digits", n=3, verbose=False)
+    assert data.name == "fashion-mnist" and data.class_names[0] == "T-shirt/top"
+    assert data.reason.startswith("auto-digits chose fashion-mnist because mnist is not here")
+
+    write_idx_set(tmp / "cache" / "mnist", marker=60)
+    data = load_dataset("auto-digits", n=3, verbose=False)
+    assert data.name == "mnist" and data.reason.startswith("auto-digits chose mnist:")
+
+
+def test_show_dataset_and_factor_histograms_headless():
+    shapes = load_dataset("shapes", n=40, size=32, verbose=False)
+    counts = class_counts(shapes)
+    assert list(counts) == shapes.class_names and sum(counts.values()) == 40
+    assert {name: len(bins) for name, bins in factor_counts(shapes).items()} == FACTOR_BINS
+    assert factor_counts(shapes)["rotation"] == torch.bincount(shapes.factors["rotation"], minlength=8).tolist()
+
+    figure = show_dataset(shapes, n=16)
+    assert len(figure.axes) == 2 and figure.dpi <= 80
+    assert [t.get_text() for t in figure.axes[1].get_yticklabels()] == shapes.class_names
+    histograms = factor_histograms(shapes)
+    titles = [ax.get_title() for ax in histograms.axes if ax.axison]
+    assert titles == list(shapes.factors)
+    for fig in (figure, histograms):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        assert buffer.getvalue()[:4] == b"\x89PNG"
+
+    digits = load_dataset("synthetic-digits", n=10, verbose=False)
+    show_dataset(digits)
+    with pytest.raises(ValueError, match="no generative factors"):
+        factor_histograms(digits)
+
+
+def test_factor_traversals_has_one_row_per_factor():
+    figure = factor_traversals(index=2, size=32)
+    assert [ax.get_ylabel() for ax in figure.axes] == list(FACTOR_BINS)
+    widths = [ax.images[0].get_array().shape[1] for ax in figure.axes]
+    assert widths == [bins * 33 + 1 for bins in FACTOR_BINS.values()]     # bins tiles of 32 px + 1 px padding

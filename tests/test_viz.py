@@ -1,0 +1,384 @@
+"""Headless tests of vae_lib.viz: every figure is built on small inputs and its drawn arrays checked."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+from vae_lib import viz  # noqa: E402
+
+PAD = 2     # make_grid's padding, as documented in viz
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def drawn(fig, axes_index=0):
+    """The array shown by the first image of an axes."""
+    return np.asarray(fig.axes[axes_index].images[0].get_array())
+
+
+def grid_shape(n, nrow, h, w):
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    return rows * (h + PAD) + PAD, cols * (w + PAD) + PAD
+
+
+def tile(array, row, col, h, w):
+    top, left = PAD + row * (h + PAD), PAD + col * (w + PAD)
+    return array[top:top + h, left:left + w]
+
+
+def ytick_texts(ax):
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
+# ----------------------------------------------------------------------------------- image grids
+def test_image_grid_grayscale_and_rgb_shapes():
+    gray = torch.rand(10, 1, 5, 7)
+    fig = viz.image_grid(gray, nrow=4, title="ten")
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert drawn(fig).shape == grid_shape(10, 4, 5, 7) == (23, 38)
+    assert fig.axes[0].get_title() == "ten"
+    np.testing.assert_allclose(tile(drawn(fig), 2, 1, 5, 7), gray[9, 0].numpy(), atol=1e-6)
+
+    rgb = torch.rand(3, 3, 4, 4)
+    fig = viz.image_grid(rgb, nrow=8)
+    assert drawn(fig).shape == (*grid_shape(3, 8, 4, 4), 3)
+    np.testing.assert_allclose(tile(drawn(fig), 0, 2, 4, 4), rgb[2].permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_value_range_minus_one_one_displays_like_zero_one():
+    x01 = torch.rand(6, 1, 4, 4)
+    a = drawn(viz.image_grid(x01, nrow=3))
+    b = drawn(viz.image_grid(2 * x01 - 1, nrow=3, value_range=(-1, 1)))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    rgb = torch.rand(4, 3, 4, 4)
+    np.testing.assert_allclose(drawn(viz.image_grid(rgb)), drawn(viz.image_grid(2 * rgb - 1, value_range=(-1, 1))),
+                               atol=1e-6)
+
+
+def test_values_outside_the_range_are_clipped_and_padding_is_white():
+    x = torch.tensor([-3.0, 0.5, 7.0]).view(3, 1, 1, 1).expand(3, 1, 2, 2)
+    array = drawn(viz.image_grid(x, nrow=3))
+    assert [tile(array, 0, j, 2, 2).mean() for j in range(3)] == pytest.approx([0.0, 0.5, 1.0])
+    assert array[0].min() == 1.0 and array[:, 0].min() == 1.0
+
+
+@pytest.mark.parametrize("bad", [torch.rand(1, 4, 4), torch.rand(2, 2, 4, 4), torch.rand(0, 1, 4, 4),
+                                 torch.rand(2, 1, 1, 4, 4)])
+def test_image_grid_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError):
+        viz.image_grid(bad)
+
+
+def test_image_grid_rejects_an_empty_value_range():
+    with pytest.raises(ValueError, match="low < high"):
+        viz.image_grid(torch.rand(2, 1, 4, 4), value_range=(1, 0))
+
+
+def test_reconstructions_two_rows_of_n():
+    x, x_hat = torch.rand(10, 1, 6, 5), torch.rand(10, 1, 6, 5)
+    fig = viz.reconstructions(x, x_hat, n=4)
+    assert len(fig.axes) == 2
+    for i, source in enumerate((x, x_hat)):
+        assert drawn(fig, i).shape == grid_shape(4, 4, 6, 5)
+        np.testing.assert_allclose(tile(drawn(fig, i), 0, 3, 6, 5), source[3, 0].numpy(), atol=1e-6)
+    assert [ytick_texts(ax) for ax in fig.axes] == [["input"], ["reconstruction"]]
+    assert drawn(viz.reconstructions(x[:3], x_hat[:3], n=8), 0).shape == grid_shape(3, 3, 6, 5)
+    with pytest.raises(ValueError, match="same shape"):
+        viz.reconstructions(x, x_hat[:, :, :5])
+    with pytest.raises(ValueError):
+        viz.reconstructions(x[0], x_hat[0])
+
+
+# ---------------------------------------------------------------------------------- model figures
+class ClassLevelModel(nn.Module):
+    """sample(y): a 4x4 image at grey level y / (num_classes - 1), plus generator noise of 0.01."""
+
+    num_classes = 3
+    data_range = (0.0, 1.0)
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def sample(self, y, generator=None):
+        level = y.float() / (self.num_classes - 1)
+        noise = 0.01 * torch.randn(len(y), 1, 4, 4, generator=generator)
+        return (level.view(-1, 1, 1, 1) + noise).clamp(0, 1)
+
+
+def test_class_conditional_samples_one_labelled_row_per_class():
+    model = ClassLevelModel().train()
+    fig = viz.class_conditional_samples(model, n_per_class=5, seed=3, class_names=["a", "b", "c"])
+    array = drawn(fig)
+    assert array.shape == grid_shape(15, 5, 4, 4)
+    for c in range(3):
+        assert np.mean([tile(array, c, j, 4, 4).mean() for j in range(5)]) == pytest.approx(c / 2, abs=0.01)
+    assert ytick_texts(fig.axes[0]) == ["a", "b", "c"]
+    np.testing.assert_allclose(fig.axes[0].get_yticks(), [PAD + c * (4 + PAD) + 2 for c in range(3)])  # row centres
+    assert model.training
+    np.testing.assert_array_equal(array, drawn(viz.class_conditional_samples(model, n_per_class=5, seed=3)))
+    assert not np.array_equal(array, drawn(viz.class_conditional_samples(model, n_per_class=5, seed=4)))
+    assert ytick_texts(viz.class_conditional_samples(model, num_classes=2, n_per_class=1).axes[0]) == ["0", "1"]
+    with pytest.raises(ValueError, match="class names"):
+        viz.class_conditional_samples(model, class_names=["a"])
+
+
+def test_interpolate_latents_linear_and_spherical():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    linear = viz.interpolate_latents(a, b, steps=5)
+    assert linear.shape == (5, 2)
+    torch.testing.assert_close(linear[2], torch.tensor([0.5, 0.5]))
+    slerp = viz.interpolate_latents(a, b[None], steps=3, spherical=True)
+    torch.testing.assert_close(slerp[0], a)
+    torch.testing.assert_close(slerp[-1], b)
+    torch.testing.assert_close(slerp[1], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    # equal-norm endpoints: the spherical path keeps the norm, the linear one dips
+    za, zb = torch.randn(16, generator=torch.Generator().manual_seed(0)), None
+    zb = torch.randn(16, generator=torch.Generator().manual_seed(1))
+    zb = zb * za.norm() / zb.norm()
+    torch.testing.assert_close(viz.interpolate_latents(za, zb, 7, spherical=True).norm(dim=1),
+                               za.norm().expand(7))
+    assert viz.interpolate_latents(za, zb, 7).norm(dim=1)[3] < za.norm() - 1e-3
+    with pytest.raises(ValueError, match="steps"):
+        viz.interpolate_latents(a, b, steps=1)
+    with pytest.raises(ValueError, match="same size"):
+        viz.interpolate_latents(a, torch.zeros(3))
+
+
+class LevelCVAE(nn.Module):
+    """encode(x, y): z = (mean of x, label); decode(z, y): a 3x3 image at grey level z[0] (+0.1 * y)."""
+
+    data_range = (0.0, 1.0)
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def encode(self, x, y=None):
+        z = torch.stack([x.mean((1, 2, 3)), torch.zeros(len(x)) if y is None else y.float()], dim=1)
+        return z, torch.zeros_like(z)
+
+    def decode(self, z, y=None):
+        level = z[:, 0] + (0 if y is None else 0.1 * y.float())
+        return level.view(-1, 1, 1, 1).expand(-1, 1, 3, 3)
+
+
+def test_latent_interpolation_rows_per_label_and_linear_path():
+    model = LevelCVAE()
+    x_a, x_b = torch.full((1, 3, 3), 0.2), torch.full((1, 1, 3, 3), 0.6)
+    fig = viz.latent_interpolation(model, x_a, 0, x_b, 2, steps=5)
+    array = drawn(fig)
+    assert array.shape == grid_shape(10, 5, 3, 3)
+    assert ytick_texts(fig.axes[0]) == ["class 0", "class 2"]
+    levels = np.linspace(0.2, 0.6, 5)
+    np.testing.assert_allclose([tile(array, 0, j, 3, 3).mean() for j in range(5)], levels, atol=1e-6)
+    np.testing.assert_allclose([tile(array, 1, j, 3, 3).mean() for j in range(5)], levels + 0.2, atol=1e-6)
+    # one label, or latent codes with no labels (the StyleGAN-VAE): one row
+    assert drawn(viz.latent_interpolation(model, x_a, 1, x_b, 1, steps=4)).shape == grid_shape(4, 4, 3, 3)
+    fig = viz.latent_interpolation(model, z_a=torch.tensor([0.0, 0.0]), z_b=torch.tensor([1.0, 0.0]), steps=3,
+                                   spherical=True)
+    assert drawn(fig).shape == grid_shape(3, 3, 3, 3) and "spherical" in fig.axes[0].get_title()
+
+
+def test_latent_interpolation_bad_arguments():
+    model = LevelCVAE()
+    x = torch.rand(1, 3, 3)
+    with pytest.raises(ValueError, match="either both images"):
+        viz.latent_interpolation(model, x, 0, None, 0)
+    with pytest.raises(ValueError, match="either both images"):
+        viz.latent_interpolation(model, x, 0, x, 0, z_a=torch.zeros(2), z_b=torch.zeros(2))
+    with pytest.raises(ValueError, match="one image"):
+        viz.latent_interpolation(model, torch.rand(2, 1, 3, 3), 0, x, 0)
+
+
+class MixingModel(nn.Module):
+    """decode(z): RGB 4x4 at level tanh(z[0]) (channel 0) and tanh(z[1]) (channels 1, 2);
+    mix(z1, z2, k): channel 0 from z1, channels 1, 2 from z2 (coarse / fine stand-in)."""
+
+    num_style_layers = 4
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.noise_modes = []
+
+    @staticmethod
+    def _image(a, b):
+        return torch.stack([a, b, b], dim=1)[:, :, None, None].expand(-1, 3, 4, 4)
+
+    def decode(self, z, noise_mode=None):
+        self.noise_modes.append(noise_mode)
+        return self._image(torch.tanh(z[:, 0]), torch.tanh(z[:, 1]))
+
+    def mix(self, z1, z2, crossover, noise_mode=None):
+        self.noise_modes.append(noise_mode)
+        return self._image(torch.tanh(z1[:, 0]), torch.tanh(z2[:, 1]))
+
+
+def test_style_mixing_grid_layout_and_cells():
+    model = MixingModel()
+    g = torch.Generator().manual_seed(0)
+    z_rows, z_cols = torch.randn(2, 5, generator=g), torch.randn(3, 5, generator=g)
+    fig = viz.style_mixing_grid(model, z_rows, z_cols, crossover=2)
+    assert model.noise_modes == ["const"] * 3                     # two decodes and one mix
+    array = drawn(fig)
+    assert array.shape == (*grid_shape(12, 4, 4, 4), 3)            # (2 + 1) x (3 + 1) tiles
+    to01 = lambda img: ((img + 1) / 2).permute(1, 2, 0).numpy()    # noqa: E731
+    np.testing.assert_allclose(tile(array, 0, 0, 4, 4), 1.0)       # blank corner
+    for j in range(3):
+        np.testing.assert_allclose(tile(array, 0, j + 1, 4, 4), to01(model.decode(z_cols)[j]), atol=1e-6)
+    for i in range(2):
+        np.testing.assert_allclose(tile(array, i + 1, 0, 4, 4), to01(model.decode(z_rows)[i]), atol=1e-6)
+        for j in range(3):
+            cell = model.mix(z_rows[i:i + 1], z_cols[j:j + 1], 2)[0]
+            np.testing.assert_allclose(tile(array, i + 1, j + 1, 4, 4), to01(cell), atol=1e-6)
+    with pytest.raises(ValueError, match="crossover"):
+        viz.style_mixing_grid(model, z_rows, z_cols, crossover=5)
+    with pytest.raises(ValueError, match="shapes"):
+        viz.style_mixing_grid(model, z_rows[0], z_cols, crossover=1)
+
+
+# -------------------------------------------------------------------------------------- curves
+def make_history(epochs=3, steps_per_epoch=10, kl_scale=1.0, val=True):
+    steps, means = [], []
+    for e in range(epochs):
+        rows = [{"step": e * steps_per_epoch + i, "epoch": e, "beta": min(1.0, (e * steps_per_epoch + i) / 15),
+                 "loss": 100.0 - e * 10 - i, "nll": 90.0 - e * 10 - i, "kl": kl_scale * (e + i / 10)}
+                for i in range(steps_per_epoch)]
+        steps += rows
+        mean = {"epoch": e, "time_s": 1.0, **{k: float(np.mean([r[k] for r in rows])) for k in ("loss", "nll", "kl")}}
+        if val:
+            mean["val_loss"] = mean["loss"] + 5
+        means.append(mean)
+    return {"steps": steps, "epochs": means}
+
+
+def line_by_label(ax, label):
+    return next(line for line in ax.get_lines() if line.get_label() == label)
+
+
+def test_training_curves_panels_epoch_means_and_beta():
+    history = make_history()
+    fig = viz.training_curves(history)
+    assert len(fig.axes) == 4                                     # loss, nll, kl + beta twin
+    loss_ax, _, kl_ax = fig.axes[:3]
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["loss", "nll", "kl"]
+    x, y = line_by_label(loss_ax, "epoch mean").get_data()
+    np.testing.assert_array_equal(x, [9, 19, 29])                 # the last step of each epoch
+    np.testing.assert_allclose(y, [e["loss"] for e in history["epochs"]])
+    np.testing.assert_allclose(line_by_label(loss_ax, "validation").get_ydata(),
+                               [e["val_loss"] for e in history["epochs"]])
+    assert len(line_by_label(loss_ax, "per step").get_xdata()) == 30
+    twin = fig.axes[3]
+    assert twin.bbox.bounds == kl_ax.bbox.bounds                  # the beta axis sits on the kl panel
+    np.testing.assert_allclose(twin.get_lines()[0].get_ydata(), [s["beta"] for s in history["steps"]])
+
+    assert len(viz.training_curves(history, show_beta=False).axes) == 3
+    assert len(viz.training_curves(history, terms="nll").axes) == 2
+    fig = viz.training_curves(history, terms=("loss", "kl"), log_scale=True, show_beta=False)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "symlog"]   # kl starts at 0
+
+
+def test_training_curves_smoothing_is_a_moving_average():
+    history = make_history(epochs=1, steps_per_epoch=40, val=False)
+    fig = viz.training_curves(history, terms=("loss",), smoothing=0.1, show_beta=False)
+    smoothed = line_by_label(fig.axes[0], "smoothed")
+    raw = np.array([s["loss"] for s in history["steps"]])
+    expected = np.array([raw[i - 3:i + 1].mean() for i in range(3, 40)])   # window 0.1 * 40 = 4
+    np.testing.assert_allclose(smoothed.get_ydata(), expected)
+    np.testing.assert_array_equal(smoothed.get_xdata(), np.arange(3, 40))
+
+
+def test_training_curves_bad_input():
+    with pytest.raises(ValueError, match="no per-step 'elbo'.*kl"):
+        viz.training_curves(make_history(), terms=("elbo",))
+    with pytest.raises(ValueError, match="no steps"):
+        viz.training_curves({"steps": [], "epochs": []})
+    with pytest.raises(ValueError, match="smoothing"):
+        viz.training_curves(make_history(), smoothing=1.5)
+
+
+def test_compare_runs_one_axis_one_curve_per_run():
+    runs = {"warm-up": make_history(), "constant": make_history(kl_scale=2.0)}
+    fig = viz.compare_runs(runs, term="kl")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 4                                # smoothed + faint raw per run
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["warm-up", "constant"]
+    raw = [line for line in ax.get_lines() if line.get_label().startswith("_")]
+    np.testing.assert_allclose(raw[1].get_ydata(), 2 * raw[0].get_ydata())
+    fig = viz.compare_runs(runs, show_beta=True)
+    assert len(fig.axes) == 2 and len(fig.axes[1].get_lines()) == 2
+    with pytest.raises(ValueError, match="'constant'"):
+        viz.compare_runs({"warm-up": make_history(), "constant": {"steps": [{"step": 0, "epoch": 0, "loss": 1}]}})
+    with pytest.raises(ValueError):
+        viz.compare_runs({})
+
+
+def test_kl_per_dimension_bars_and_active_colouring():
+    kl = torch.tensor([2.0, 0.01, 1.0, 0.0, 0.5])
+    active = torch.tensor([True, False, True, False, True])
+    fig = viz.kl_per_dimension(kl, active)
+    assert len(fig.axes) == 1
+    bars = fig.axes[0].patches
+    assert len(bars) == 5
+    heights = {round(b.get_x() + b.get_width() / 2): b.get_height() for b in bars}
+    assert heights == pytest.approx({0: 2.0, 1: 0.01, 2: 1.0, 3: 0.0, 4: 0.5})
+    inactive = {round(b.get_x() + b.get_width() / 2) for b in bars
+                if matplotlib.colors.same_color(b.get_facecolor(), "lightgray")}
+    assert inactive == {1, 3}
+    assert "3/5 active" in fig.axes[0].get_title()
+
+    variances = torch.tensor([0.5, 1e-4, 0.2, 0.0, 0.02])
+    fig = viz.kl_per_dimension(kl, variances=variances)           # activity from the variances
+    assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
+    assert [line.get_ydata()[0] for line in fig.axes[1].get_lines()] == [0.01]   # threshold line
+    assert "3/5 active" in fig.axes[0].get_title()
+    assert len(viz.kl_per_dimension(kl).axes[0].patches) == 5
+    with pytest.raises(ValueError, match=r"\(z,\)"):
+        viz.kl_per_dimension(kl[None])
+    with pytest.raises(ValueError, match="bool mask"):
+        viz.kl_per_dimension(kl, active[:3])
+
+
+# --------------------------------------------------------------------- the real models, if present
+def test_cvae_figures():
+    cvae_module = pytest.importorskip("vae_lib.models.cvae")
+    torch.manual_seed(0)
+    model = cvae_module.CVAE(z_dim=4, likelihood="gaussian")
+    fig = viz.class_conditional_samples(model, n_per_class=2)
+    assert drawn(fig).shape == grid_shape(20, 2, 28, 28)
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    fig = viz.latent_interpolation(model, x[0], 3, x[1], 5, steps=4)
+    assert drawn(fig).shape == grid_shape(8, 4, 28, 28)
+
+
+def test_style_mixing_grid_with_the_stylegan_vae():
+    module = pytest.importorskip("vae_lib.models.stylegan_vae")
+    torch.manual_seed(0)
+    model = module.ConvolutionalVAE(z_dim=8, input_size=8, max_channels=8, mapping_layers=2)
+    z_rows, z_cols = torch.randn(2, 8), torch.randn(3, 8)
+    for crossover, same_as in ((model.num_style_layers, "row"), (0, "column")):
+        array = drawn(viz.style_mixing_grid(model, z_rows, z_cols, crossover))
+        assert array.shape == (*grid_shape(12, 4, 8, 8), 3)
+        for i in range(2):
+            for j in range(3):
+                source = tile(array, i + 1, 0, 8, 8) if same_as == "row" else tile(array, 0, j + 1, 8, 8)
+                np.testing.assert_allclose(tile(array, i + 1, j + 1, 8, 8), source, atol=1e-5)
+    fig = viz.latent_interpolation(model, z_a=z_rows[0], z_b=z_rows[1], steps=3)   # no labels: one row
+    assert drawn(fig).shape == (*grid_shape(3, 3, 8, 8), 3)

@@ -1,0 +1,119 @@
+"""``load_dataset``: the one way every notebook, test and the CLI gets its data."""
+from __future__ import annotations
+
+import torch
+
+from vae_lib.data import image_folder, shapes, synthetic_digits, torchvision_sets
+from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.data.image_data import ImageData
+
+DATASET_NAMES = ("mnist", "fashion-mnist", "synthetic-digits", "shapes", "image-folder", "auto-digits")
+SPLITS = ("train", "test")
+# Keyword options each dataset understands, beyond name, split, root, n, download and verbose.
+_OPTIONS = {
+    "mnist": set(),
+    "fashion-mnist": set(),
+    "synthetic-digits": {"seed"},
+    "shapes": {"seed", "size"},
+    "image-folder": {"size"},
+    "auto-digits": {"seed"},
+}
+
+
+def load_dataset(name: str, split: str = "train", root=None, *, n: int | None = None, download: bool = True,
+                 verbose: bool = True, **kw) -> ImageData:
+    """Load a dataset into memory and say which data it is and why.
+
+    Args:
+        name: one of :data:`DATASET_NAMES`:
+            ``"mnist"``, ``"fashion-mnist"``: torchvision's sets, (N,1,28,28) in [0,1]; searched in
+            ``root``, ``data_dir()``, the system dataset folders, then downloaded
+            (see :mod:`vae_lib.data.torchvision_sets`); :class:`DatasetNotFoundError` if nowhere.
+            ``"synthetic-digits"``: procedural MNIST look-alike, 60k/10k, (N,1,28,28) in [0,1]; ``seed=0``.
+            ``"shapes"``: procedural RGB scenes with factors, (N,3,S,S) in [-1,1];
+            ``size`` in (32, 64, 128), default 64; 20k/2k samples; ``seed=0``.
+            ``"image-folder"``: the images in ``root`` (or ``root/<split>/``), centre-cropped and
+            resized to ``size`` (default 64), (N,3,S,S) in [-1,1]; labels are zeros.
+            ``"auto-digits"``: mnist if it is here (or downloads quickly), else fashion-mnist,
+            else synthetic-digits.
+        split: "train" or "test".
+        root: a folder to look in first (mnist, fashion-mnist) or to read (image-folder).
+        n: keep only the first n samples (the smoke preset uses this).
+        download: let torchvision try to download mnist / fashion-mnist when they are not found.
+        verbose: print one line: name, split, count, source and reason (also in ``.summary()``).
+
+    Returns:
+        :class:`ImageData`.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASET_NAMES:
+        raise ValueError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} for {key}: choose one of {', '.join(SPLITS)}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"n must be a positive int (the number of samples to keep) or None, got {n!r}")
+    unknown = set(kw) - _OPTIONS[key]
+    if unknown:
+        accepted = ", ".join(sorted(_OPTIONS[key])) or "none"
+        raise ValueError(f"{key} does not take {', '.join(sorted(unknown))} (extra options it takes: {accepted})")
+
+    data = _LOADERS[key](split, root, n, download, verbose, **kw)
+    if verbose:
+        print(data.summary())
+    return data
+
+
+def _idx(name: str, split: str, root, n, download, verbose) -> ImageData:
+    images, labels, source, reason = torchvision_sets.load_idx_dataset(name, split, root, download=download, n=n)
+    return ImageData(images=images, labels=labels, name=name, source=source, reason=reason, value_range=(0.0, 1.0),
+                     class_names=list(torchvision_sets.IDX_DATASETS[name].class_names), split=split)
+
+
+def _synthetic_digits(split, root, n, download, verbose, *, seed: int = 0) -> ImageData:
+    images, labels, source, reason = synthetic_digits.load_synthetic_digits(split, seed=seed, n=n, progress=verbose)
+    return ImageData(images=images, labels=labels, name="synthetic-digits", source=source, reason=reason,
+                     value_range=(0.0, 1.0), class_names=list(synthetic_digits.CLASS_NAMES), split=split)
+
+
+def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = shapes.DEFAULT_SIZE) -> ImageData:
+    images, labels, factors, source, reason = shapes.load_shapes(split, size=size, n=n, seed=seed, progress=verbose)
+    return ImageData(images=images, labels=labels, factors=factors, name="shapes", source=source, reason=reason,
+                     value_range=(-1.0, 1.0), class_names=list(shapes.SHAPE_NAMES), split=split)
+
+
+def _image_folder(split, root, n, download, verbose, *, size: int = image_folder.DEFAULT_SIZE) -> ImageData:
+    folder = image_folder.image_folder_for_split(root, split)
+    images = image_folder.load_image_folder(folder, size=size, n=n, progress=verbose)
+    return ImageData(images=images, labels=images.new_zeros(len(images), dtype=torch.int64), name="image-folder",
+                     source=str(folder), reason=f"every image in the folder, centre-cropped to {size} px",
+                     value_range=(-1.0, 1.0), class_names=["image"], split=split)
+
+
+def _auto_digits(split, root, n, download, verbose, *, seed: int = 0) -> ImageData:
+    missing = []
+    for name in ("mnist", "fashion-mnist"):
+        try:
+            data = _idx(name, split, root, n, download, verbose)
+        except DatasetNotFoundError:
+            missing.append(name)
+            continue
+        data.reason = f"auto-digits chose {name}{_because(missing)}: {data.reason}"
+        return data
+    data = _synthetic_digits(split, root, n, download, verbose, seed=seed)
+    data.reason = (f"auto-digits chose synthetic-digits{_because(missing)} (load_dataset('mnist') tells where "
+                   f"it looked): {data.reason}")
+    return data
+
+
+def _because(missing: list[str]) -> str:
+    return f" because {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not here" if missing else ""
+
+
+_LOADERS = {
+    "mnist": lambda *args: _idx("mnist", *args),
+    "fashion-mnist": lambda *args: _idx("fashion-mnist", *args),
+    "synthetic-digits": _synthetic_digits,
+    "shapes": _shapes,
+    "image-folder": _image_folder,
+    "auto-digits": _auto_digits,
+}
