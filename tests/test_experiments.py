@@ -1,0 +1,120 @@
+"""train_or_load with the real CVAE / StyleGAN-VAE and data, shrunk to a few steps."""
+import json
+
+import pytest
+import torch
+
+from vae_lib import experiments
+from vae_lib.configs import get_config
+from vae_lib.experiments import build_data, build_loss, build_model, data_range, train_or_load
+
+
+def tiny_cvae(**overrides):
+    # 24 images in batches of 8: 3 steps per epoch.
+    settings = {"n_train": 24, "n_test": 8, "train.epochs": 2, "train.batch_size": 8,
+                "train.beta.warmup_steps": 2, "train.device": "cpu"}
+    return get_config("cvae-smoke", **{**settings, **overrides})
+
+
+def params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b) and all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+@pytest.mark.parametrize("likelihood, expected", [("bernoulli", (0.0, 1.0)), ("gaussian", (-1.0, 1.0))])
+def test_cvae_data_are_rescaled_to_the_likelihood_range(likelihood, expected):
+    config = tiny_cvae(**{"model_kwargs.likelihood": likelihood})
+    assert data_range(config) == expected == build_model(config).data_range
+    data = build_data(config, "train", verbose=False)
+    assert len(data) == 24 and data.value_range == expected
+    assert data.images.min() >= expected[0] and data.images.max() <= expected[1]
+    assert data.images.min() < expected[0] + 0.05 and data.images.max() > expected[1] - 0.05
+    assert len(build_data(config, "test", verbose=False)) == 8
+    with pytest.raises(ValueError, match="n_test=0"):
+        build_data(tiny_cvae(n_test=0), "test", verbose=False)
+
+
+def test_builders_follow_the_config():
+    config = tiny_cvae(**{"model_kwargs.z_dim": 8, "loss_kwargs.free_bits": 0.25})
+    model, loss = build_model(config), build_loss(config)
+    assert type(model).__name__ == "CVAE" and model.z_dim == 8
+    assert type(loss).__name__ == "CVAELoss" and loss.free_bits == 0.25
+    style = get_config("stylevae-smoke")
+    assert build_model(style).data_range == data_range(style) == (-1.0, 1.0)
+    assert type(build_loss(style)).__name__ == "StyleVAELoss"
+
+
+def test_train_then_load_without_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path))
+    config = tiny_cvae()
+    model, history, info = train_or_load(config)
+    assert "training from scratch" in capsys.readouterr().out
+    assert info["status"] == "trained" and (info["epoch"], info["step"]) == (2, 6)
+    assert info["run_dir"] == tmp_path / f"cvae-smoke-{config.hash()}"
+    assert json.loads((info["run_dir"] / "config.json").read_text()) == config.to_dict()
+    assert [e["epoch"] for e in history["epochs"]] == [0, 1] and "val_elbo" in history["epochs"][-1]
+    assert not model.training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(experiments.Trainer, "fit", no_training)
+    again, history2, info2 = train_or_load(config)
+    assert "loaded finished run" in capsys.readouterr().out
+    assert info2["status"] == "loaded" and history2 == history
+    assert_same(params(model), params(again))
+
+    monkeypatch.undo()
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path))
+    _, _, info3 = train_or_load(tiny_cvae(**{"train.epochs": 1}), verbose=False)
+    assert info3["status"] == "trained" and info3["run_dir"] != info["run_dir"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch, capsys):
+    config = tiny_cvae()
+    straight, straight_history, _ = train_or_load(config, run_dir=tmp_path / "straight", verbose=False)
+
+    real_build_loss = experiments.build_loss
+
+    def interrupt_at_step_4(cfg):
+        loss, calls = real_build_loss(cfg), []
+
+        def loss_fn(model, batch, *, beta, epoch):
+            if model.training:
+                calls.append(1)
+                if len(calls) == 5:  # the 5th update: step 4, mid second epoch
+                    raise KeyboardInterrupt
+            return loss(model, batch, beta=beta, epoch=epoch)
+        return loss_fn
+
+    monkeypatch.setattr(experiments, "build_loss", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(config, run_dir=tmp_path / "interrupted", verbose=False)
+    monkeypatch.undo()
+
+    torch.manual_seed(1234)  # a new session would not share the RNG state
+    resumed, history, info = train_or_load(config, run_dir=tmp_path / "interrupted")
+    assert "resuming from epoch 1 (step 4)" in capsys.readouterr().out
+    assert info["status"] == "resumed" and info["step"] == 6
+    assert_same(params(straight), params(resumed))
+    assert [r["loss"] for r in history["steps"]] == [r["loss"] for r in straight_history["steps"]]
+
+
+def test_a_run_dir_of_another_config_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(tiny_cvae().to_dict()))  # what a run leaves behind
+    with pytest.raises(ValueError, match="different config"):
+        train_or_load(tiny_cvae(**{"train.lr": 1e-3}), run_dir=tmp_path, verbose=False)
+    with pytest.raises(ValueError, match="preset"):
+        train_or_load(tiny_cvae(), preset="smoke")
+
+
+def test_stylegan_vae_trains_a_step(tmp_path):
+    config = get_config("stylevae-smoke", **{"n_train": 8, "n_test": 0, "train.batch_size": 4,
+                                             "train.max_steps": 2, "train.device": "cpu"})
+    model, history, info = train_or_load(config, run_dir=tmp_path, verbose=False)
+    assert info["step"] == 2 and type(model).__name__ == "ConvolutionalVAE"
+    assert {"loss", "mse", "perceptual", "kl", "grad_norm"} <= set(history["steps"][0])
+    assert "val_loss" not in history["epochs"][0]

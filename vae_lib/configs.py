@@ -1,0 +1,281 @@
+"""Experiment configurations: dataclasses with the design cards' defaults, plus named presets.
+
+* ``BetaConfig``: the KL-weight schedule (see ``vae_lib.schedules``).
+* ``TrainConfig``: what the ``Trainer`` needs. Its defaults are the ResNet-CVAE card's:
+  AdamW(lr=2e-3, weight_decay=1e-4), grad-norm clip 1.0, batch 128, 50 epochs, beta = 1 with KL warm-up.
+* ``ExperimentConfig``: model + data + loss + training; what ``experiments.train_or_load`` runs.
+  ``to_dict``/``from_dict`` round-trip through JSON; ``hash()`` names the run directory.
+
+Presets (``get_config(name, **overrides)``), one per model and course size::
+
+    cvae-smoke       512 synthetic digits, 2 epochs                                  seconds (CI)
+    cvae-quick       20k auto-digits (MNIST, else Fashion-MNIST, else synthetic), 10 epochs   minutes
+    cvae-full        the card: MNIST, 50 epochs, batch 128                           a GPU
+    stylevae-smoke   64 shapes at 32 px, a tiny StyleGAN-VAE                         seconds
+    stylevae-quick   3k shapes at 64 px, z 128, channels <= 64, 5 epochs              minutes
+    stylevae-full    the card: 128 px, z 512, your image folder (dataset_kwargs.root),
+                     MSE + 0.1 x VGG19 perceptual from epoch 20                      a GPU
+
+``get_config("cvae")`` picks the size from the course preset (``$VAE_COURSE_PRESET``);
+``get_config("cvae", preset="smoke")`` names it. Overrides use dotted keys::
+
+    get_config("cvae-quick", **{"train.epochs": 3, "model_kwargs.z_dim": 32})
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from vae_lib import runtime
+
+MODELS = ("cvae", "stylegan-vae")
+BETA_KINDS = ("constant", "linear", "cyclical")
+
+
+class _JsonConfig:
+    """``to_dict``/``from_dict`` for the config dataclasses; ``_nested`` names dataclass-valued fields."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only (tuples become lists), so that the dict survives ``json.dumps``."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Build from ``to_dict()`` output; missing keys take their defaults, unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict needs a dict, got {type(data).__name__}")
+        _reject_unknown(cls, data)
+        kwargs = dict(data)
+        for name, sub in cls._nested.items():
+            if name in kwargs and not isinstance(kwargs[name], sub):
+                kwargs[name] = sub.from_dict(kwargs[name])
+        return cls(**kwargs)
+
+
+def _reject_unknown(cls, data: dict) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"Unknown {cls.__name__} field {key!r}{hint}; fields: {', '.join(names)}")
+
+
+@dataclass
+class BetaConfig(_JsonConfig):
+    """The KL weight: ``kind`` 'constant' (beta), 'linear' (0 -> beta over ``warmup_steps``),
+    or 'cyclical' (``n_cycles`` cycles over the run, rising during the first ``ratio`` of each).
+    ``beta`` is the constant value or the maximum."""
+
+    kind: str = "linear"
+    beta: float = 1.0
+    warmup_steps: int = 5000  # ~10 MNIST epochs at batch 128
+    n_cycles: int = 4
+    ratio: float = 0.5
+
+    def __post_init__(self):
+        if self.kind not in BETA_KINDS:
+            raise ValueError(f"Unknown beta kind {self.kind!r}: choose one of {', '.join(BETA_KINDS)}")
+
+
+@dataclass
+class TrainConfig(_JsonConfig):
+    """The optimisation, with the ResNet-CVAE card's defaults.
+
+    ``grad_clip`` is the max global grad norm (None: no clipping). ``max_steps`` stops a run early
+    (smoke tests). Checkpoints go to ``run_dir/checkpoint.pt`` every ``checkpoint_every_epochs``
+    epochs, every ``checkpoint_every_steps`` steps if set, and at the end. The progress bar's
+    numbers are refreshed every ``log_every_steps`` steps; the history keeps every step.
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"beta": BetaConfig}
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    grad_clip: float | None = 1.0
+    beta: BetaConfig = field(default_factory=BetaConfig)
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int | None = None
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int | None = None
+    log_every_steps: int = 10
+
+    def __post_init__(self):
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.checkpoint_every_epochs < 1:
+            raise ValueError(f"checkpoint_every_epochs must be >= 1, got {self.checkpoint_every_epochs}")
+        if self.log_every_steps < 1:
+            raise ValueError(f"log_every_steps must be >= 1, got {self.log_every_steps}")
+
+
+@dataclass
+class ExperimentConfig(_JsonConfig):
+    """One run: ``model`` ('cvae' | 'stylegan-vae') built with ``model_kwargs``, trained on
+    ``load_dataset(dataset, n=n_train, **dataset_kwargs)`` (evaluated on ``n_test`` test images;
+    None: all, 0: none) with the model's loss built from ``loss_kwargs``."""
+
+    _nested: ClassVar[dict[str, type]] = {"train": TrainConfig}
+
+    name: str
+    model: str
+    dataset: str
+    model_kwargs: dict = field(default_factory=dict)
+    dataset_kwargs: dict = field(default_factory=dict)
+    loss_kwargs: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    n_train: int | None = None
+    n_test: int | None = None
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"Unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+
+    def hash(self, length: int = 10) -> str:
+        """A digest of the whole content (sha256 of the sorted JSON); names the run directory."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+    def run_name(self) -> str:
+        return f"{self.name}-{self.hash()}"
+
+
+def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """A copy of ``config`` with dotted keys set: ``{"train.epochs": 3, "model_kwargs.z_dim": 32}``.
+
+    Keys inside the ``*_kwargs`` dicts may be new; any other unknown key is a ValueError.
+    """
+    data = config.to_dict()
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node, cls, path = data, type(config), []
+        for part in parents:
+            path.append(part)
+            # Below a *_kwargs dict (cls None) there are no sections.
+            if cls is None or part not in node or not isinstance(node[part], dict):
+                raise ValueError(f"Unknown config key {key!r}: {'.'.join(path)!r} is not a section")
+            cls = cls._nested.get(part)
+            node = node[part]
+        if cls is not None and leaf not in node:
+            _reject_unknown(cls, {leaf: None})
+        node[leaf] = copy.deepcopy(value)
+    return ExperimentConfig.from_dict(data)
+
+
+def _cvae_smoke() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="cvae-smoke", model="cvae", dataset="synthetic-digits",
+        model_kwargs={"z_dim": 16, "likelihood": "bernoulli"},
+        n_train=512, n_test=256,
+        train=TrainConfig(epochs=2, batch_size=128, beta=BetaConfig("linear", 1.0, warmup_steps=4)),
+    )
+
+
+def _cvae_quick() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="cvae-quick", model="cvae", dataset="auto-digits",
+        model_kwargs={"z_dim": 16, "likelihood": "bernoulli"},
+        n_train=20_000, n_test=2_000,
+        train=TrainConfig(epochs=10, batch_size=128, beta=BetaConfig("linear", 1.0, warmup_steps=500)),
+    )
+
+
+def _cvae_full() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="cvae-full", model="cvae", dataset="mnist",
+        model_kwargs={"z_dim": 16, "likelihood": "bernoulli"},
+        train=TrainConfig(),
+    )
+
+
+# The StyleGAN card gives no optimiser settings ("see training_config.py", not shipped): we keep
+# AdamW with the CVAE card's weight decay and clip, and a smaller lr and batch for the larger model.
+def _stylevae_smoke() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="stylevae-smoke", model="stylegan-vae", dataset="shapes",
+        dataset_kwargs={"size": 32},
+        model_kwargs={"z_dim": 32, "input_size": 32, "max_channels": 32, "mapping_layers": 2},
+        loss_kwargs={"mse_weight": 1.0, "perceptual_weight": 0.0, "perceptual_from_epoch": 20,
+                     "vgg_weights": None},
+        n_train=64, n_test=32,
+        train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, beta=BetaConfig("linear", 1.0, warmup_steps=2)),
+    )
+
+
+def _stylevae_quick() -> ExperimentConfig:
+    # One step (forward + backward, batch 32, 64 px) costs 127 GFLOP with max_channels=64 and 491 with
+    # 128 (torch.utils.flop_counter); the CVAE card's step at batch 128 costs 38. At 64 channels the
+    # ~470 steps below are about the CPU work of cvae-quick: minutes on 2 cores.
+    return ExperimentConfig(
+        name="stylevae-quick", model="stylegan-vae", dataset="shapes",
+        dataset_kwargs={"size": 64},
+        model_kwargs={"z_dim": 128, "input_size": 64, "max_channels": 64, "mapping_layers": 4},
+        # VGG19 features would cost more than the whole model at this size on a CPU: MSE + KL only.
+        loss_kwargs={"mse_weight": 1.0, "perceptual_weight": 0.0, "perceptual_from_epoch": 20,
+                     "vgg_weights": None},
+        n_train=3_000, n_test=256,
+        train=TrainConfig(epochs=5, batch_size=32, lr=1e-3, beta=BetaConfig("linear", 1.0, warmup_steps=100)),
+    )
+
+
+def _stylevae_full() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="stylevae-full", model="stylegan-vae", dataset="image-folder",
+        # root: a folder of photos (e.g. CelebA's img_align_celeba); set it with an override.
+        dataset_kwargs={"size": 128, "root": None},
+        model_kwargs={"z_dim": 512, "input_size": 128},
+        loss_kwargs={"mse_weight": 1.0, "perceptual_weight": 0.1, "perceptual_from_epoch": 20,
+                     "vgg_weights": "imagenet"},
+        n_test=0,  # a plain image folder has no test split
+        train=TrainConfig(epochs=100, batch_size=32, lr=2e-4, beta=BetaConfig("linear", 1.0, warmup_steps=10_000)),
+    )
+
+
+PRESETS = {
+    "cvae-smoke": _cvae_smoke,
+    "cvae-quick": _cvae_quick,
+    "cvae-full": _cvae_full,
+    "stylevae-smoke": _stylevae_smoke,
+    "stylevae-quick": _stylevae_quick,
+    "stylevae-full": _stylevae_full,
+}
+FAMILIES = ("cvae", "stylevae")
+
+
+def get_config(name: str, preset: str | None = None, **overrides) -> ExperimentConfig:
+    """A fresh preset config: ``get_config("cvae-quick")``, or ``get_config("cvae", preset="quick")``.
+
+    A family name alone ("cvae", "stylevae") takes the size from ``runtime.get_preset(preset)``,
+    i.e. ``$VAE_COURSE_PRESET`` when ``preset`` is None. ``overrides`` are dotted keys
+    (see ``apply_overrides``).
+    """
+    if name in FAMILIES:
+        name = f"{name}-{runtime.get_preset(preset)}"
+    elif preset is not None:
+        raise ValueError(f"preset={preset!r} goes with a family name ({', '.join(FAMILIES)}), "
+                         f"not with the full preset name {name!r}")
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"Unknown config {name!r}{hint}: choose one of {', '.join(PRESETS)} "
+                         f"or a family ({', '.join(FAMILIES)}) with preset=...")
+    config = PRESETS[name]()
+    return apply_overrides(config, overrides) if overrides else config

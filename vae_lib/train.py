@@ -1,0 +1,348 @@
+"""One Trainer for every model: AdamW, grad-norm clipping, a beta schedule, progress bars,
+atomic resumable checkpoints, seeds and a history of every loss term.
+
+The Trainer knows nothing of a particular model. It needs a model and a loss function::
+
+    loss_fn(model, batch, *, beta: float, epoch: int) -> dict[str, Tensor]
+
+where ``batch`` is what the loader yields (a tuple of tensors, moved to the device), the dict has a
+scalar ``"loss"`` to minimise and any other scalar terms to log ("nll", "kl", ...).
+
+Counting: ``step`` is the 0-based index of an optimizer update and ``epoch`` the 0-based index of a
+pass over the data; both are what the schedule and ``loss_fn`` see. ``trainer.step`` and
+``trainer.epoch`` count the updates and epochs *done*. The history::
+
+    {"steps":  [{"step", "epoch", "beta", "loss", <terms>, "grad_norm"}, ...],   one per update
+     "epochs": [{"epoch", "time_s", <mean of each of those terms>, "val_<term>"...}, ...]}
+
+``grad_norm`` is the global gradient norm before clipping. Checkpoints (``run_dir/checkpoint.pt``,
+written to a temporary file and renamed, so a crash never leaves half a file) hold the model,
+optimizer, schedule, counters, config, history, the loader's position and every RNG state, so
+that a resumed run continues exactly as if it had not stopped (mid-epoch too, for a loader whose
+order is fixed or restored by ``load_state_dict``, as ``InMemoryLoader``'s is).
+
+Guards: a NaN/inf loss term or gradient norm raises ``NonFiniteLossError`` before the bad update,
+leaving the last checkpoint as it was; Ctrl-C (KeyboardInterrupt) saves the current state, then
+re-raises.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vae_lib.configs import TrainConfig
+from vae_lib.data.cache import atomic_write
+from vae_lib.runtime import pick_device, seed_everything
+from vae_lib.schedules import build_schedule
+
+CHECKPOINT_NAME = "checkpoint.pt"
+# Keys of a step record that are counters, not terms to average.
+_COUNTERS = ("step", "epoch")
+
+LossFn = Callable[..., dict]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN/inf; training stopped before the bad update."""
+
+    def __init__(self, step: int, epoch: int, terms: dict[str, float], checkpoint: Path | None):
+        self.step, self.epoch, self.terms, self.checkpoint = step, epoch, terms, checkpoint
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        kept = (f"The last good checkpoint, {checkpoint}, is untouched." if checkpoint
+                else "No checkpoint was written (no run_dir, or none saved yet).")
+        super().__init__(
+            f"Non-finite value at step {step} (epoch {epoch}): {shown}. Training stopped before this "
+            f"update. {kept}\nHints: lower the learning rate; keep grad_clip; check that the data "
+            "range matches the likelihood (Bernoulli needs x in [0, 1]); clamp logvar; warm beta up "
+            "from 0; look for a term that is NaN already at step 0 (bad input).")
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _rng_state() -> dict:
+    # NumPy's key array is stored as a list so that the checkpoint loads with weights_only=True.
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"]["key"] = np_state["state"]["key"].tolist()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np_state}
+    # Only devices in use: asking an untouched CUDA for its state would start a context.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = dict(state["numpy"])
+    np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"], dtype=np.uint32))
+    np.random.set_state(np_state)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+class Trainer:
+    """Train ``model`` by minimising ``loss_fn(model, batch, beta=..., epoch=...)["loss"]``.
+
+    Args:
+        model: any ``nn.Module``; moved to the config's device.
+        loss_fn: see the module docstring.
+        config: optimiser, clip, schedule, seed, device, checkpoint cadence (default: the CVAE card).
+        run_dir: where ``checkpoint.pt`` goes; None keeps everything in memory.
+        schedule: a callable ``step -> beta`` that replaces the one ``config.beta`` describes.
+        progress: show a tqdm bar with the live loss, KL and beta.
+
+    ``fit`` seeds Python, NumPy and torch with ``config.seed`` when it starts a fresh run;
+    ``load_checkpoint`` restores the RNG states of the run instead.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, config: TrainConfig | None = None,
+                 run_dir: str | Path | None = None, *, schedule: Callable[[int], float] | None = None,
+                 progress: bool = True):
+        self.config = config if config is not None else TrainConfig()
+        self.device = pick_device(self.config.device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.schedule = schedule
+        self.progress = progress
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
+                                           weight_decay=self.config.weight_decay)
+        self.step = 0
+        self.epoch = 0
+        self.history: dict[str, list[dict]] = {"steps": [], "epochs": []}
+        self._seeded = False
+        # The loader's state at the start of the unfinished epoch: what a resumed run replays.
+        self._loader_state: dict | None = None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train_loader: Iterable, epochs: int | None = None, val_loader: Iterable | None = None) -> dict:
+        """Train until ``epochs`` epochs (default ``config.epochs``) or ``config.max_steps`` updates are
+        done in total, counting those of a resumed checkpoint; return the history.
+
+        ``val_loader``, if given, is evaluated after each epoch (``model.eval()``, no grad) and its
+        mean terms are logged as ``val_<term>``.
+        """
+        epochs = self.config.epochs if epochs is None else epochs
+        if self.schedule is None:
+            self.schedule = build_schedule(self.config.beta, total_steps=self._planned_steps(train_loader))
+        if not self._seeded and self.step == 0:
+            seed_everything(self.config.seed)
+        self._seeded = True
+        if self._loader_state is not None and hasattr(train_loader, "load_state_dict"):
+            train_loader.load_state_dict(self._loader_state)
+
+        total = self._planned_steps(train_loader, epochs)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True)
+        try:
+            while not self.target_reached(epochs):
+                bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
+                self._run_epoch(train_loader, val_loader, bar, epochs)
+        except KeyboardInterrupt:
+            if self.run_dir is not None:
+                self.save_checkpoint()
+                bar.write(f"Interrupted at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+            raise
+        finally:
+            bar.close()
+        return self.history
+
+    def target_reached(self, epochs: int | None = None) -> bool:
+        """True once ``epochs`` (default ``config.epochs``) epochs or ``config.max_steps`` steps are done."""
+        epochs = self.config.epochs if epochs is None else epochs
+        max_steps = self.config.max_steps
+        return self.epoch >= epochs or (max_steps is not None and self.step >= max_steps)
+
+    def _planned_steps(self, loader: Iterable, epochs: int | None = None) -> int | None:
+        epochs = self.config.epochs if epochs is None else epochs
+        try:
+            planned = epochs * len(loader)
+        except TypeError:  # a loader without len()
+            planned = None
+        if self.config.max_steps is not None:
+            planned = self.config.max_steps if planned is None else min(planned, self.config.max_steps)
+        return planned
+
+    def _run_epoch(self, loader: Iterable, val_loader: Iterable | None, bar, epochs: int) -> None:
+        epoch, start = self.epoch, time.perf_counter()
+        if hasattr(loader, "state_dict"):
+            self._loader_state = loader.state_dict()
+        # After a mid-epoch resume, skip the batches this epoch has already seen.
+        done = sum(1 for record in self.history["steps"] if record["epoch"] == epoch)
+        batches = itertools.islice(iter(loader), done, None)
+        max_steps = self.config.max_steps
+        finished_epoch = True
+        self.model.train()
+        for batch in batches:
+            if max_steps is not None and self.step >= max_steps:
+                finished_epoch = False
+                break
+            record = self._train_step(batch, epoch)
+            bar.update(1)
+            if self.step % self.config.log_every_steps == 0:
+                bar.set_postfix(_postfix(record), refresh=False)
+            if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0:
+                self.save_checkpoint()
+        self._close_epoch(epoch, val_loader, time.perf_counter() - start)
+        if finished_epoch:
+            self.epoch += 1
+            if hasattr(loader, "state_dict"):
+                self._loader_state = loader.state_dict()
+        if self.run_dir is not None and (self.epoch % self.config.checkpoint_every_epochs == 0
+                                         or self.target_reached(epochs)):
+            self.save_checkpoint()
+
+    def _train_step(self, batch, epoch: int) -> dict:
+        beta = float(self.schedule(self.step))
+        batch = _to_device(batch, self.device)
+        terms = self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+        names = _check_terms(terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        grad_norm = self._clip_gradients()
+        # One device->host transfer per step: every logged term and the finiteness check.
+        values = torch.stack([torch.as_tensor(terms[n]).detach().float().reshape(()).to(grad_norm.device)
+                              for n in names] + [grad_norm.float()]).tolist()
+        record = {"step": self.step, "epoch": epoch, "beta": beta, **dict(zip(names, values[:-1])),
+                  "grad_norm": values[-1]}
+        if not all(math.isfinite(v) for v in values):
+            raise NonFiniteLossError(self.step, epoch, {k: v for k, v in record.items() if k not in _COUNTERS},
+                                     self.checkpoint_path if self._checkpoint_exists() else None)
+        self.optimizer.step()
+        self.history["steps"].append(record)
+        self.step += 1
+        return record
+
+    def _clip_gradients(self) -> torch.Tensor:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params:
+            raise RuntimeError("loss_fn's 'loss' produced no gradient for any model parameter")
+        if self.config.grad_clip is None:
+            return torch.nn.utils.get_total_norm([p.grad for p in params])
+        return torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+
+    def _close_epoch(self, epoch: int, val_loader: Iterable | None, seconds: float) -> None:
+        steps = [r for r in self.history["steps"] if r["epoch"] == epoch]
+        summary = {"epoch": epoch, "time_s": seconds}
+        for name in steps[0] if steps else ():
+            if name not in _COUNTERS:
+                summary[name] = sum(r[name] for r in steps) / len(steps)
+        if val_loader is not None:
+            beta = steps[-1]["beta"] if steps else float(self.schedule(self.step))
+            summary.update({f"val_{k}": v for k, v in self.validate(val_loader, beta, epoch).items()})
+        epochs = self.history["epochs"]
+        # A run stopped by max_steps mid-epoch and later continued re-closes the same epoch.
+        if epochs and epochs[-1]["epoch"] == epoch:
+            epochs[-1] = summary
+        else:
+            epochs.append(summary)
+
+    @torch.no_grad()
+    def validate(self, loader: Iterable, beta: float, epoch: int | None = None) -> dict[str, float]:
+        """Mean of each term of ``loss_fn`` over ``loader`` (weighted by batch size), in eval mode."""
+        epoch = self.epoch if epoch is None else epoch
+        was_training = self.model.training
+        self.model.eval()
+        sums, count = None, 0
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            terms = self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+            names = [n for n in _check_terms(terms) if n != "beta"]
+            n = len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
+            values = torch.stack([torch.as_tensor(terms[k]).float().reshape(()) for k in names]) * n
+            sums = values if sums is None else sums + values
+            count += n
+        self.model.train(was_training)
+        if sums is None:
+            return {}
+        return dict(zip(names, (sums / count).tolist()))
+
+    # --------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs (tensors and plain Python only: loads with weights_only)."""
+        state_fn = getattr(self.schedule, "state_dict", None)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": state_fn() if state_fn is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "loader": self._loader_state,
+            "rng": _rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["schedule"] is not None:
+            if self.schedule is None:
+                self.schedule = build_schedule(self.config.beta, state["schedule"].get("total_steps"))
+            self.schedule.load_state_dict(state["schedule"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.history = state["history"]
+        self._loader_state = state["loader"]
+        _set_rng_state(state["rng"])
+        self._seeded = True
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write ``state_dict()`` atomically to ``path`` (default ``run_dir/checkpoint.pt``)."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("save_checkpoint needs a path or a Trainer with run_dir")
+        state = self.state_dict()
+        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def load_checkpoint(self, path: str | Path | None = None) -> None:
+        """Restore a checkpoint (default ``run_dir/checkpoint.pt``); ``fit`` then continues from it."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("load_checkpoint needs a path or a Trainer with run_dir")
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    def _checkpoint_exists(self) -> bool:
+        return self.checkpoint_path is not None and self.checkpoint_path.exists()
+
+
+def _check_terms(terms) -> list[str]:
+    """The names of the terms to log, 'loss' first; a clear error for a malformed loss output."""
+    if not isinstance(terms, dict) or "loss" not in terms:
+        got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
+        raise ValueError(f"loss_fn must return a dict with a 'loss' entry (and other scalar terms), got {got}")
+    for name, value in terms.items():
+        if isinstance(value, torch.Tensor) and value.numel() != 1:
+            raise ValueError(f"loss term {name!r} must be a scalar, got shape {tuple(value.shape)}")
+    return ["loss"] + [n for n in terms if n not in ("loss", "beta")]
+
+
+def _postfix(record: dict) -> dict:
+    shown = {"loss": f"{record['loss']:.4g}"}
+    if "kl" in record:
+        shown["kl"] = f"{record['kl']:.3g}"
+    shown["beta"] = f"{record['beta']:.3g}"
+    return shown
