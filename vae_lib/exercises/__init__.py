@@ -2,7 +2,9 @@
 
 One module per topic (``resblock``, ``style``, ...). Each check runs both on fixed inputs and
 raises ``ExerciseError`` with a message that says what differs; on success it prints a short line.
-Reference solutions live in ``vae_lib.exercises.solutions`` so that they stay out of the way.
+Each topic module also holds the reference answers as ``solution_*`` functions; notebooks load them
+in a collapsed cell tagged ``solution``, so nbval runs every exercise with the reference plugged in
+while a student sees only the empty skeleton.
 """
 from __future__ import annotations
 

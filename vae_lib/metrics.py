@@ -1,0 +1,290 @@
+"""Is the model any good? Scores computed by an independent judge (:mod:`vae_lib.judges`).
+
+* :func:`conditional_accuracy`: ask a CVAE for class c, let the judge say which class it got.
+* :func:`judge_fid`, :func:`model_fid`: the Fréchet distance between real and generated images in
+  the judge's penultimate feature space (the FID recipe of Heusel et al. 2017, with our judge in
+  place of Inception, so the numbers are *not* comparable with published FIDs; only with each other).
+* :func:`factor_transfer`: on ``shapes``, which factors a style-mixed image takes from each source.
+
+FID protocol (fixed, so numbers compare across runs; :data:`FID_PROTOCOL`)
+--------------------------------------------------------------------------
+1. Real set: the first ``n = min(10,000, len(test set))`` images of the *test* split, in stored order.
+2. Generated set: ``n`` samples from ``z = torch.randn(n, z_dim, generator=Generator().manual_seed(0))``,
+   drawn at once and decoded in batches. A CVAE decodes them with the labels of those test images
+   (same class mix); the StyleGAN-VAE with truncation_psi = 1 and constant noise (``noise_mode="const"``).
+3. Features: the judge's penultimate layer (the hidden ``Linear -> ReLU``, 128-d), in eval mode,
+   images mapped linearly onto the judge's pixel range.
+4. Statistics in float64: mean and covariance with the unbiased 1/(n-1) normalisation
+   (as ``numpy.cov``, which pytorch-fid uses).
+5. FID = ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), where
+   Tr((S_r S_g)^(1/2)) = sum_i sqrt(lambda_i) and lambda_i are the eigenvalues of the symmetric
+   matrix S_r^(1/2) S_g S_r^(1/2) (same eigenvalues as S_r S_g), computed with ``torch.linalg.eigh``;
+   round-off negatives are clipped to 0. No scipy.
+
+The judge itself must be fixed too: :func:`vae_lib.judges.judge_settings` names it, and its
+settings hash is part of the cache file name.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vae_lib.data import ImageData
+from vae_lib.evaluate import evaluation_mode, model_device
+from vae_lib.judges import PREDICT_BATCH, Judge
+from vae_lib.nn.style import mix_styles
+
+FID_SAMPLES = 10_000
+FID_SEED = 0
+FID_PROTOCOL = {
+    "real": "first n images of the test split",
+    "n": f"min({FID_SAMPLES}, test size)",
+    "generated": "n samples, z = randn(n, z_dim) from torch.Generator().manual_seed(0); CVAE: decoded with "
+                 "the test labels; StyleGAN-VAE: truncation_psi=1, noise_mode='const'",
+    "features": "judge penultimate layer (hidden Linear -> ReLU), eval mode, judge pixel range",
+    "statistics": "float64 mean and covariance, 1/(n-1)",
+    "sqrt": "eigh of S_r^1/2 S_g S_r^1/2, eigenvalues clipped at 0",
+}
+
+# Style mixing on 'shapes': which factors the early (coarse, low-resolution) style layers should
+# control and which the late (fine) ones. 'light' is a brightness ramp across the whole image:
+# neither clearly, so it is reported but left out of the two summaries.
+COARSE_FACTORS = ("shape", "position_x", "position_y", "scale", "rotation")
+FINE_FACTORS = ("object_hue", "background_hue", "texture")
+
+
+# ------------------------------------------------------------------------------------------- samples
+def is_conditional(model) -> bool:
+    """A CVAE-like model (takes labels) rather than the StyleGAN-VAE."""
+    return getattr(model, "num_classes", None) is not None
+
+
+def sample_images(model, n: int, *, labels=None, seed: int = FID_SEED, batch_size: int = PREDICT_BATCH,
+                  truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor:
+    """``n`` samples of ``model``, on the CPU: (n, C, H, W) in ``model.data_range``.
+
+    All n codes are drawn first, ``z = torch.randn(n, z_dim, generator=Generator().manual_seed(seed))``,
+    then decoded in batches, so the images do not depend on ``batch_size``. A CVAE needs
+    ``labels`` ((n,) ints): ``decode(z, labels)``. The StyleGAN-VAE decodes ``z`` with
+    ``truncation_psi`` and ``noise_mode`` (see :func:`decode_truncated`).
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of samples, got {n}.")
+    if is_conditional(model):
+        if labels is None:
+            raise ValueError("A class-conditional model needs labels: one per sample.")
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        if labels.numel() != n:
+            raise ValueError(f"Got {labels.numel()} labels for {n} samples.")
+    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))
+    device, out = model_device(model), []
+    with evaluation_mode(model):
+        for start in range(0, n, batch_size):
+            chunk = z[start:start + batch_size].to(device)
+            if labels is not None:
+                out.append(model.decode(chunk, labels[start:start + batch_size].to(device)).cpu())
+            else:
+                out.append(decode_truncated(model, chunk, truncation_psi, noise_mode=noise_mode).cpu())
+    return torch.cat(out)
+
+
+def decode_truncated(model, z: torch.Tensor, truncation_psi: float = 1.0, z2: torch.Tensor | None = None,
+                     crossover: int | None = None, noise_mode: str | None = "const") -> torch.Tensor:
+    """StyleGAN-VAE images from codes z (B, z_dim), with the truncation trick and optional style mixing.
+
+    w = w_avg + psi (mapping(z) - w_avg); with ``z2`` and ``crossover`` k, style layers [k, L) read
+    the (equally truncated) w2 of z2, as ``model.mix``. psi = 1 without z2 is ``model.decode(z)``.
+    Returns (B, 3, S, S) in (-1, 1). No gradients.
+    """
+    synthesis = model.synthesis
+    with torch.no_grad():
+        ws = synthesis.per_layer(model.mapping(z, truncation_psi=truncation_psi))
+        if z2 is not None:
+            if crossover is None:
+                raise ValueError("Give the crossover layer with z2.")
+            ws = mix_styles(ws, synthesis.per_layer(model.mapping(z2, truncation_psi=truncation_psi)), crossover)
+        return synthesis(ws, noise_mode)
+
+
+# --------------------------------------------------------------------------- conditional accuracy
+def conditional_accuracy(model, judge: Judge, n_per_class: int = 100, *, seed: int = 0,
+                         batch_size: int = PREDICT_BATCH, value_range=None) -> dict:
+    """The share of the CVAE's samples for class c that the judge labels c.
+
+    Draws ``n_per_class`` samples per class (z ~ N(0, I), one seeded generator), classifies them.
+    ``value_range``: the samples' pixel range (default ``model.data_range``). Returns
+    ``{"overall": float, "per_class": [float] * C, "confusion": (C, C) int64 tensor (row: asked,
+    column: judged), "n_per_class": int}``; chance is 1/C.
+    """
+    if not is_conditional(model):
+        raise ValueError("conditional_accuracy needs a class-conditional model (with num_classes).")
+    num_classes = model.num_classes
+    if judge.heads_spec[judge.label_head] != num_classes:
+        raise ValueError(f"The judge knows {judge.heads_spec[judge.label_head]} classes, the model "
+                         f"{num_classes}.")
+    asked = torch.arange(num_classes).repeat_interleave(n_per_class)
+    images = sample_images(model, len(asked), labels=asked, seed=seed, batch_size=batch_size)
+    judged = judge.predict_labels(images, _range(model, value_range), batch_size)
+    confusion = torch.bincount(asked * num_classes + judged, minlength=num_classes ** 2)
+    confusion = confusion.view(num_classes, num_classes)
+    per_class = (confusion.diagonal().double() / n_per_class).tolist()
+    return {"overall": sum(per_class) / num_classes, "per_class": per_class, "confusion": confusion,
+            "n_per_class": n_per_class}
+
+
+def _range(model, value_range):
+    return value_range if value_range is not None else getattr(model, "data_range", None)
+
+
+# ---------------------------------------------------------------------------------------------- FID
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and covariance (D, D) of features (N, D), in float64, covariance normalised by N - 1."""
+    features = torch.as_tensor(features)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2, got {tuple(features.shape)}.")
+    features = features.double()
+    return features.mean(0), torch.cov(features.T, correction=1).reshape(features.shape[1], -1)
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """Squared Fréchet (2-Wasserstein) distance between N(mu1, cov1) and N(mu2, cov2), in float64:
+
+    ||mu1 - mu2||^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)).
+
+    Tr((cov1 cov2)^(1/2)) is the sum of the square roots of the eigenvalues of
+    cov1^(1/2) cov2 cov1^(1/2), a symmetric PSD matrix similar to cov1 cov2 (eigh, no scipy).
+    """
+    mu1, mu2 = (torch.as_tensor(m, dtype=torch.float64).reshape(-1) for m in (mu1, mu2))
+    cov1, cov2 = (torch.as_tensor(c, dtype=torch.float64) for c in (cov1, cov2))
+    d = mu1.numel()
+    if mu2.numel() != d or cov1.shape != (d, d) or cov2.shape != (d, d):
+        raise ValueError(f"Shapes do not match: mu {mu1.numel()} and {mu2.numel()}, covariances "
+                         f"{tuple(cov1.shape)} and {tuple(cov2.shape)}.")
+    sqrt1 = _psd_sqrt(cov1)
+    middle = sqrt1 @ cov2 @ sqrt1
+    eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
+    value = (mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * eigenvalues.sqrt().sum()
+    return max(value.item(), 0.0)
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues -> 0)."""
+    eigenvalues, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * eigenvalues.clamp(min=0).sqrt()) @ vectors.T
+
+
+def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets (N, D) and (M, D): :func:`frechet_distance` of their statistics."""
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"Feature sizes differ: {tuple(real.shape)} and {tuple(fake.shape)}.")
+    return frechet_distance(*gaussian_statistics(real), *gaussian_statistics(fake))
+
+
+def judge_fid(judge: Judge, real: torch.Tensor, fake: torch.Tensor, *, real_range=None, fake_range=None,
+              batch_size: int = PREDICT_BATCH) -> float:
+    """FID between two image sets (N, C, H, W) in the judge's penultimate feature space.
+
+    ``real_range``/``fake_range``: their pixel ranges (default: the judge's own). Use the same
+    number of images on both sides, as the protocol does; FID is biased upwards for small n.
+    """
+    return fid_from_features(judge.embed_images(real, real_range, batch_size),
+                             judge.embed_images(fake, fake_range, batch_size))
+
+
+def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES, seed: int = FID_SEED,
+              batch_size: int = PREDICT_BATCH) -> dict:
+    """FID of ``model``'s samples against ``test_data`` under the fixed protocol (module docstring).
+
+    Returns ``{"fid": float, "n": int, "seed": int}``; n = min(n, len(test_data)).
+    """
+    n = min(n, len(test_data))
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
+    labels = test_data.labels[:n] if is_conditional(model) else None
+    fake = sample_images(model, n, labels=labels, seed=seed, batch_size=batch_size)
+    fid = judge_fid(judge, test_data.images[:n], fake, real_range=test_data.value_range,
+                    fake_range=_range(model, None), batch_size=batch_size)
+    return {"fid": fid, "n": n, "seed": seed}
+
+
+# ---------------------------------------------------------------------------------- factor transfer
+def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed: int = 0,
+                    coarse=COARSE_FACTORS, fine=FINE_FACTORS, noise_mode: str = "const",
+                    batch_size: int = PREDICT_BATCH) -> dict[int, dict]:
+    """Which factors does a style-mixed image take from each source? Measured by a factor judge.
+
+    Draws z1, z2 ~ N(0, I) (n each, seeded), and for every crossover k (default 0..L, L =
+    ``model.num_style_layers``) the images ``model.mix(z1, z2, k)``: style layers [0, k) from z1
+    (source 1), the rest from z2 (source 2). The judge predicts every factor of source 1
+    (``decode(z1)``), source 2 and the mix. For a factor f, only pairs whose sources differ in f
+    are informative; among them
+
+    * ``from_source1[f]``: the share where the mix has source 1's f; ``from_source2[f]`` likewise;
+    * ``coarse_from_source1``: the mean of ``from_source1`` over ``coarse`` factors;
+    * ``fine_from_source2``: the mean of ``from_source2`` over ``fine`` factors;
+    * ``as_expected``: among the ``pairs`` whose sources differ in at least one coarse or fine
+      factor, the share of mixed images whose every coarse factor matches source 1 and every fine
+      factor matches source 2 (a factor the two sources share matches both).
+
+    Returns ``{k: {"from_source1": {f: share}, "from_source2": {f: share}, "informative": {f: count},
+    "coarse_from_source1", "fine_from_source2", "as_expected", "pairs"}}``; a share is NaN when no
+    pair is informative (e.g. a model whose images do not depend on z). The judge's own errors enter
+    every number: read them next to its test accuracy.
+    """
+    num_layers = model.num_style_layers
+    crossovers = list(range(num_layers + 1)) if crossovers is None else [int(k) for k in crossovers]
+    if any(not 0 <= k <= num_layers for k in crossovers):
+        raise ValueError(f"crossovers must lie in [0, {num_layers}], got {crossovers}.")
+    factors = list(judge.heads_spec)
+    unknown = (set(coarse) | set(fine)) - set(factors)
+    if unknown:
+        raise ValueError(f"The judge has no heads for {sorted(unknown)} (it has {sorted(judge.heads_spec)}).")
+    generator = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, model.z_dim, generator=generator)
+    z2 = torch.randn(n, model.z_dim, generator=generator)
+    value_range = _range(model, None)
+
+    def judged(make) -> dict[str, torch.Tensor]:
+        device = model_device(model)
+        with evaluation_mode(model):
+            images = torch.cat([make(a.to(device), b.to(device)).cpu()
+                                for a, b in zip(z1.split(batch_size), z2.split(batch_size))])
+        return judge.predict(images, value_range, batch_size)
+
+    source1 = judged(lambda a, b: model.decode(a, noise_mode=noise_mode))
+    source2 = judged(lambda a, b: model.decode(b, noise_mode=noise_mode))
+    table = {}
+    for k in crossovers:
+        mixed = judged(lambda a, b, k=k: model.mix(a, b, k, noise_mode=noise_mode))
+        row = {"from_source1": {}, "from_source2": {}, "informative": {}}
+        for f in factors:
+            differ = source1[f] != source2[f]
+            count = int(differ.sum())
+            row["informative"][f] = count
+            for name, source in (("from_source1", source1), ("from_source2", source2)):
+                row[name][f] = (mixed[f] == source[f])[differ].double().mean().item() if count else math.nan
+        row["coarse_from_source1"] = _nanmean([row["from_source1"][f] for f in coarse])
+        row["fine_from_source2"] = _nanmean([row["from_source2"][f] for f in fine])
+        expected = torch.ones(n, dtype=torch.bool)
+        for f in coarse:
+            expected &= mixed[f] == source1[f]
+        for f in fine:
+            expected &= mixed[f] == source2[f]
+        informative = torch.zeros(n, dtype=torch.bool)
+        for f in (*coarse, *fine):
+            informative |= source1[f] != source2[f]
+        row["pairs"] = int(informative.sum())
+        row["as_expected"] = expected[informative].double().mean().item() if row["pairs"] else math.nan
+        table[k] = row
+    return table
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+__all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "conditional_accuracy",
+           "decode_truncated", "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
+           "is_conditional", "judge_fid", "model_fid", "sample_images"]
