@@ -1,0 +1,255 @@
+"""ConvolutionalVAE (the StyleGAN-VAE card): API, shapes at every stage, parameter count, stability."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from vae_lib.models.stylegan_vae import ConvolutionalVAE, ResidualBlock, StrongerEncoder
+from vae_lib.nn.style import AdaIN, NoiseInjection
+
+SMALL = dict(z_dim=32, input_size=32, max_channels=32, mapping_layers=2)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def conv3x3(cin: int, cout: int) -> int:
+    return cin * cout * 9          # no bias: every encoder conv is followed by GroupNorm
+
+
+def gn(c: int) -> int:
+    return 2 * c
+
+
+def randomise_styles(model: nn.Module, noise: float = 0.0) -> None:
+    """AdaIN maps start at zero (w has no effect): give them weights so that w matters."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, AdaIN):
+                m.affine.weight.copy_(0.2 * torch.randn(m.affine.weight.shape, generator=gen))
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(noise)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    torch.manual_seed(0)
+    return ConvolutionalVAE().eval()
+
+
+@pytest.fixture
+def small_model():
+    torch.manual_seed(0)
+    return ConvolutionalVAE(**SMALL)
+
+
+def images(batch: int = 2, size: int = 32) -> torch.Tensor:
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+# ---- the card's API ------------------------------------------------------------------------------
+def test_constructor_defaults_follow_the_card_and_the_interface():
+    params = inspect.signature(ConvolutionalVAE).parameters
+    assert list(params)[:3] == ["z_dim", "input_size", "use_style_mixing"]
+    defaults = {name: p.default for name, p in params.items()}
+    assert defaults == dict(z_dim=512, input_size=128, use_style_mixing=False, w_dim=None, mapping_layers=8,
+                            max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
+                            w_avg_beta=0.995)
+    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
+
+
+def test_default_parameter_count_worked_out_from_the_card(default_model):
+    stages = [(64, 128, 2), (128, 256, 2), (256, 512, 3), (512, 512, 2), (512, 512, 1)]
+    encoder = conv3x3(3, 64) + gn(64)
+    for cin, cout, blocks in stages:
+        encoder += conv3x3(cin, cout) + gn(cout) + blocks * 2 * (conv3x3(cout, cout) + gn(cout))
+    encoder += (512 * 512 + 512) + 2 * (512 * 512 + 512)        # FC, then the mu and logvar heads
+    mapping = 8 * (512 * 512 + 512)
+    style = lambda c: c + 512 * 2 * c + 2 * c                     # noise weights + AdaIN affine
+    synthesis = (512 * 16 + style(512) + 9 * (9 * 512 * 512 + style(512))
+                 + 9 * 512 * 256 + style(256) + 9 * 256 * 256 + style(256) + 3 * 256 + 3)
+    assert n_params(default_model.encoder) == encoder == 38_336_576
+    assert n_params(default_model.mapping) == mapping == 2_101_248
+    assert n_params(default_model.synthesis) == synthesis == 28_796_163
+    total = n_params(default_model)
+    assert total == encoder + mapping + synthesis == 69_233_987
+    assert 50e6 <= total <= 80e6                                  # card: ~50-80M
+
+
+def test_default_model_shapes_at_every_stage(default_model):
+    enc = default_model.encoder
+    assert [len(stage.blocks) for stage in enc.stages] == [2, 2, 3, 2, 1]
+    assert all(isinstance(b, ResidualBlock) for stage in enc.stages for b in stage.blocks)
+    shapes = {}
+    record = lambda name: (lambda module, args, out: shapes.__setitem__(name, tuple(out.shape[1:])))
+    named = {"stem": enc.stem, "pool": enc.pool, "mapping": default_model.mapping,
+             **{f"down{i + 1}": stage for i, stage in enumerate(enc.stages)}}
+    hooks = [m.register_forward_hook(record(name)) for name, m in named.items()]
+    with torch.no_grad():
+        x = images(1, 128)
+        recon, mu, logvar = default_model(x)
+        blocks = default_model.synthesis.block_outputs(default_model.mapping(mu))
+    for h in hooks:
+        h.remove()
+    assert shapes == {"stem": (64, 128, 128), "down1": (128, 64, 64), "down2": (256, 32, 32),
+                      "down3": (512, 16, 16), "down4": (512, 8, 8), "down5": (512, 4, 4), "pool": (512,),
+                      "mapping": (512,)}
+    assert [tuple(b.shape[1:]) for b in blocks] == [(512, 4, 4), (512, 8, 8), (512, 16, 16), (512, 32, 32),
+                                                    (512, 64, 64), (256, 128, 128)]
+    assert recon.shape == (1, 3, 128, 128) and mu.shape == logvar.shape == (1, 512)
+    assert default_model.num_style_layers == 12
+
+
+def test_forward_encode_decode_sample_and_mix_return_the_documented_shapes(small_model):
+    x = images(3)
+    out = small_model(x)
+    assert isinstance(out, tuple) and len(out) == 3
+    recon, mu, logvar = out
+    assert recon.shape == x.shape and mu.shape == logvar.shape == (3, 32)
+    assert recon.abs().max() < 1                                   # tanh output, images in [-1, 1]
+    mu2, logvar2 = small_model.encode(x)
+    torch.testing.assert_close(mu2, mu)
+    torch.testing.assert_close(logvar2, logvar)
+    z = torch.randn(3, 32)
+    assert small_model.decode(z).shape == (3, 3, 32, 32)
+    assert small_model.mapping(z).shape == (3, 32)
+    assert small_model.sample(5).shape == (5, 3, 32, 32)
+    assert small_model.mix(z, torch.randn(3, 32), 4).shape == (3, 3, 32, 32)
+    assert small_model.num_style_layers == 8
+
+
+def test_encoder_stops_at_4x4_for_smaller_inputs():
+    for size, num_stages, channels in [(64, 4, 512), (32, 3, 512), (16, 2, 256), (8, 1, 128)]:
+        encoder = StrongerEncoder(z_dim=8, input_size=size)
+        assert len(encoder.stages) == num_stages and encoder.feature_channels == channels
+        out = encoder.stages(encoder.stem(torch.zeros(1, 3, size, size)))
+        assert out.shape == (1, channels, 4, 4)
+    for bad in (48, 256, 4):
+        with pytest.raises(ValueError, match="input_size must be a power of two"):
+            ConvolutionalVAE(input_size=bad)
+
+
+def test_bad_inputs_are_refused_with_clear_messages(small_model):
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        small_model(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        small_model(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"\[-1, 1\].*2 \* x - 1"):
+        small_model(torch.full((2, 3, 32, 32), 255.0))
+    with pytest.raises(ValueError, match=r"\(B, 32\)"):
+        small_model.decode(torch.zeros(2, 16))
+    with pytest.raises(ValueError, match="noise mode"):
+        ConvolutionalVAE(**SMALL, noise_mode="off")
+
+
+# ---- decoder behaviour ---------------------------------------------------------------------------
+def test_mix_takes_the_first_layers_from_z1(small_model):
+    randomise_styles(small_model)
+    z1, z2 = torch.randn(2, 32), torch.randn(2, 32)
+    L = small_model.num_style_layers
+    with torch.no_grad():
+        torch.testing.assert_close(small_model.mix(z1, z2, L, noise_mode="const"), small_model.decode(z1, "const"))
+        torch.testing.assert_close(small_model.mix(z1, z2, 0, noise_mode="const"), small_model.decode(z2, "const"))
+        assert not torch.allclose(small_model.mix(z1, z2, 3, noise_mode="const"), small_model.decode(z1, "const"))
+
+
+def test_sample_is_reproducible_and_truncation_psi_0_gives_the_average(small_model):
+    randomise_styles(small_model, noise=0.3)
+    a = small_model.sample(2, generator=torch.Generator().manual_seed(0), noise_mode="const")
+    b = small_model.sample(2, generator=torch.Generator().manual_seed(0), noise_mode="const")
+    torch.testing.assert_close(a, b)
+    small_model.mapping.w_avg.normal_()
+    average = small_model.sample(3, truncation_psi=0.0, noise_mode="const")
+    with torch.no_grad():
+        expected = small_model.synthesis(small_model.mapping.w_avg.expand(3, -1), "const")
+    torch.testing.assert_close(average, expected)
+
+
+def test_w_avg_tracks_training_passes_only(small_model):
+    x = images(2)
+    small_model.eval()
+    small_model(x)
+    assert torch.count_nonzero(small_model.mapping.w_avg) == 0
+    small_model.train()
+    small_model(x)
+    assert torch.count_nonzero(small_model.mapping.w_avg) > 0
+
+
+def test_logvar_is_clamped_to_10():
+    model = ConvolutionalVAE(**SMALL)
+    with torch.no_grad():
+        model.encoder.logvar.bias.fill_(1e4)
+    assert torch.equal(model.encode(images(2))[1], torch.full((2, 32), 10.0))
+
+
+# ---- style mixing in training --------------------------------------------------------------------
+def synthesis_codes(model: ConvolutionalVAE, x: torch.Tensor) -> torch.Tensor:
+    captured = []
+    hook = model.synthesis.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    model(x)
+    hook.remove()
+    return captured[0]
+
+
+def test_style_mixing_feeds_a_second_posterior_sample_from_a_crossover_on():
+    torch.manual_seed(0)
+    model = ConvolutionalVAE(**SMALL, use_style_mixing=True, mixing_prob=1.0).train()
+    L = model.num_style_layers
+    crossovers = set()
+    for _ in range(12):
+        ws = synthesis_codes(model, images(2))
+        assert ws.shape == (2, L, 32)
+        changes = [i for i in range(1, L) if not torch.equal(ws[:, i], ws[:, i - 1])]
+        assert len(changes) == 1                                   # one crossover k in [1, L-1]
+        k = changes[0]
+        assert (ws[:, :k] == ws[:, :1]).all() and (ws[:, k:] == ws[:, k:k + 1]).all()
+        crossovers.add(k)
+    assert len(crossovers) > 2
+    model.eval()
+    ws = synthesis_codes(model, images(2))
+    assert (ws == ws[:, :1]).all()                                 # never in eval mode
+
+
+def test_no_mixing_without_the_option_or_with_probability_0():
+    for options in (dict(use_style_mixing=False, mixing_prob=1.0), dict(use_style_mixing=True, mixing_prob=0.0)):
+        model = ConvolutionalVAE(**SMALL, **options).train()
+        ws = synthesis_codes(model, images(2))
+        assert ws.ndim == 3 and (ws == ws[:, :1]).all()
+
+
+# ---- numerical stability -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["plus_one", "minus_one", "constant", "checkerboard"])
+def test_extreme_images_give_finite_outputs_and_gradients(name):
+    torch.manual_seed(0)
+    model = ConvolutionalVAE(**SMALL, use_style_mixing=True, mixing_prob=1.0).train()
+    randomise_styles(model, noise=0.5)
+    sign = torch.ones(32, 32)
+    sign[::2, 1::2] = sign[1::2, ::2] = -1
+    x = {"plus_one": torch.ones(2, 3, 32, 32), "minus_one": -torch.ones(2, 3, 32, 32),
+         "constant": torch.full((2, 3, 32, 32), 0.3), "checkerboard": sign.expand(2, 3, 32, 32).clone()}[name]
+    x.requires_grad_()
+    recon, mu, logvar = model(x)
+    (recon.square().sum() + mu.square().sum() + logvar.exp().sum()).backward()
+    assert all(torch.isfinite(t).all() for t in (recon, mu, logvar, x.grad))
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_huge_values_stay_finite():
+    torch.manual_seed(0)
+    model = ConvolutionalVAE(**SMALL)
+    randomise_styles(model, noise=0.5)
+    z = torch.randn(2, 32) * 1e6
+    z[1] = 0.0
+    z.requires_grad_()
+    out = model.decode(z)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(z.grad).all()
+    x = (1e4 * torch.randn(2, 3, 32, 32)).requires_grad_()
+    mu, logvar = model.encoder(x)
+    (mu.sum() + logvar.sum()).backward()
+    assert torch.isfinite(mu).all() and torch.isfinite(logvar).all() and torch.isfinite(x.grad).all()

@@ -1,0 +1,246 @@
+"""The StyleGAN-VAE of ``stylegan_vae_card.md``: a residual encoder and a style-based decoder.
+
+Images are (B, 3, S, S) in [-1, 1], S = 128 by default (card); 64, 32, 16 and 8 give smaller models
+for CPU presets. Stages for the default model (attribute paths; output shapes without the batch)::
+
+    encoder.stem        Conv3x3 3->64 -> GroupNorm -> LReLU                 (64, 128, 128)
+    encoder.stages[0]   Down1: Conv3x3 s2 64->128 -> GN -> LReLU, 2 res     (128, 64, 64)
+    encoder.stages[1]   Down2: 128->256, 2 res                              (256, 32, 32)
+    encoder.stages[2]   Down3: 256->512, 3 res                              (512, 16, 16)
+    encoder.stages[3]   Down4: 512->512, 2 res                              (512, 8, 8)
+    encoder.stages[4]   Down5: 512->512, 1 res                              (512, 4, 4)
+    encoder.pool        AdaptiveAvgPool + Flatten                           (512,)
+    encoder.fc          Linear(512->512) -> LReLU                           (512,)
+    encoder.mu/logvar   Linear(512->z_dim) each; logvar clamped to (-10, 10) (z_dim,)
+    mapping             PixelNorm -> 8 x [Linear(512->512) -> LReLU]         (w_dim,)
+    synthesis           constant 4x4x512 -> 12 style layers -> ToRGB -> tanh (3, 128, 128)
+
+Default (z_dim=512, input_size=128): 69,233,987 parameters, of which encoder 38,336,576, mapping
+2,101,248, synthesis 28,796,163 (``tests/test_stylegan_vae.py`` derives these from the card).
+
+Choices the card leaves open, made here (each stated where it is implemented):
+
+* Residual blocks: the card's stage list has 2 + 2 + 3 + 2 + 1 = 10 of them, its text says
+  "11 total"; the stage list is followed.
+* ``ResidualBlock`` is the basic block of He et al. (2016) with GroupNorm:
+  x -> Conv3x3 -> GN -> LReLU -> Conv3x3 -> GN, + x, -> LReLU. Convolutions followed by GroupNorm
+  have no bias (the normalisation subtracts it). Kaiming init for LeakyReLU(0.2) on every conv.
+* "FC layers": one shared Linear(C->C) + LReLU, then the two heads mu and logvar (Xavier init).
+* Smaller inputs: the stages run in the card's order and stop when the map is 4 x 4: a 64-px
+  encoder uses Down1..Down4, a 32-px one Down1..Down3 (both end at 512 channels), 16 px Down1..Down2
+  (256).
+* ``max_channels`` caps every width, in the encoder and in the synthesis.
+* Clamping (card: "throughout (-10, 10)") in three places: the encoder's logvar, AdaIN's style
+  scale and bias (``vae_lib.nn.style``), and the output, bounded by tanh to (-1, 1).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vae_lib.models.cvae import RANGE_TOLERANCE, _standard_normal
+from vae_lib.nn.blocks import make_norm
+from vae_lib.nn.style import (LRELU_SLOPE, MappingNetwork, Synthesis, check_noise_mode,
+                              check_power_of_two, mix_styles)
+
+ENCODER_STEM_CHANNELS = 64
+# (output channels, residual blocks) of Down1..Down5 (card).
+ENCODER_STAGES = ((128, 2), (256, 2), (512, 3), (512, 2), (512, 1))
+DATA_RANGE = (-1.0, 1.0)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (Wu & He 2018), fewer for narrow layers so a group has >= 2 channels."""
+    return make_norm("group", channels, groups=math.gcd(channels, max(1, min(32, channels // 2))))
+
+
+def conv_norm_act(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """Conv3x3 (no bias, Kaiming) -> GroupNorm -> LeakyReLU(0.2)."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, a=LRELU_SLOPE, nonlinearity="leaky_relu")
+    return nn.Sequential(conv, group_norm(out_channels), nn.LeakyReLU(LRELU_SLOPE))
+
+
+class ResidualBlock(nn.Module):
+    """LReLU(x + GN(Conv3x3(LReLU(GN(Conv3x3(x)))))); (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = conv_norm_act(channels, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        nn.init.kaiming_normal_(self.conv2.weight, a=LRELU_SLOPE, nonlinearity="leaky_relu")
+        self.norm2 = group_norm(channels)
+        self.act = nn.LeakyReLU(LRELU_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.norm2(self.conv2(self.conv1(x))))
+
+
+class DownStage(nn.Module):
+    """Conv3x3 stride 2 -> GN -> LReLU, then ``num_blocks`` ResidualBlocks; (B, C_in, H, W) -> (B, C_out, H/2, W/2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_blocks: int):
+        super().__init__()
+        self.down = conv_norm_act(in_channels, out_channels, stride=2)
+        self.blocks = nn.Sequential(*[ResidualBlock(out_channels) for _ in range(num_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.down(x))
+
+
+class StrongerEncoder(nn.Module):
+    """x (B, 3, S, S) -> (mu, raw logvar), each (B, z_dim). See the module docstring for the stages.
+
+    S is a power of two in [8, 128]; the stages stop once the map is 4 x 4 (log2(S) - 2 of them).
+    """
+
+    def __init__(self, z_dim: int = 512, input_size: int = 128, *, max_channels: int = 512):
+        super().__init__()
+        check_power_of_two(input_size, "input_size", minimum=8, maximum=4 * 2 ** len(ENCODER_STAGES))
+        self.z_dim, self.input_size = z_dim, input_size
+        width = min(ENCODER_STEM_CHANNELS, max_channels)
+        self.stem = conv_norm_act(3, width)
+        stages = []
+        for out_channels, num_blocks in ENCODER_STAGES[:int(math.log2(input_size)) - 2]:
+            out_channels = min(out_channels, max_channels)
+            stages.append(DownStage(width, out_channels, num_blocks))
+            width = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.feature_channels = width
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(LRELU_SLOPE))
+        self.mu = nn.Linear(width, z_dim)
+        self.logvar = nn.Linear(width, z_dim)
+        for linear in (self.fc[0], self.mu, self.logvar):
+            nn.init.xavier_uniform_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc(self.pool(self.stages(self.stem(x))))
+        return self.mu(h), self.logvar(h)
+
+
+class ConvolutionalVAE(nn.Module):
+    """StyleGAN-VAE (card): StrongerEncoder -> z -> MappingNetwork -> w -> Synthesis -> image.
+
+    Args:
+        z_dim: latent size (card: 512). input_size: S, a power of two in [8, 128] (card: 128).
+        use_style_mixing: mix two codes in training forward passes (see below).
+        w_dim: size of w (default z_dim). mapping_layers: depth of the mapping network (card: 8).
+        max_channels: caps every width of encoder and synthesis (card: 512).
+        mixing_prob: probability that a training batch is mixed (StyleGAN: 0.9).
+        noise_mode: default of the noise injections, ``"random"``, ``"const"`` or ``"none"``.
+        logvar_clamp: logvar is clamped to (-logvar_clamp, logvar_clamp) (card: 10), or None.
+        w_avg_beta: decay of the moving average of w used by the truncation trick (0.995).
+
+    Style mixing in training (``use_style_mixing=True`` and ``model.training``): with probability
+    ``mixing_prob`` per batch, a crossover k is drawn uniformly in [1, L-1] and the layers from k on
+    read w2 = mapping(z2), where z2 is a *second sample from the same posterior* q(z | x), while
+    layers [0, k) read w1 = mapping(z1). ``forward`` returns this reconstruction, so the
+    reconstruction loss sees it. Why this second code: both z1 and z2 explain x, so the mixed
+    reconstruction still has x as its target and the loss stays meaningful; the decoder can no
+    longer rely on all layers receiving the same w, which is the point of mixing (card: "prevents
+    the network from assuming correlation between layers"). Mixing with another image's code (or a
+    prior sample) was rejected: that image has no target, and a reconstruction loss on it would
+    teach the fine layers to ignore w. With mixing, the loss is a regularised surrogate rather than
+    exactly the ELBO; eval mode never mixes. ``w_avg`` is updated from w1 only (as StyleGAN2-ADA,
+    which skips the update for the mixing code). ``mix(z1, z2, k)`` is the generation-time crossover
+    between any two codes.
+
+    ``forward`` samples z in train and eval mode (as the CVAE), so it is a one-sample ELBO estimate.
+    """
+
+    def __init__(self, z_dim: int = 512, input_size: int = 128, use_style_mixing: bool = False, *,
+                 w_dim: int | None = None, mapping_layers: int = 8, max_channels: int = 512,
+                 mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
+                 w_avg_beta: float = 0.995):
+        super().__init__()
+        if z_dim < 1 or max_channels < 1:
+            raise ValueError(f"z_dim and max_channels must be positive, got {z_dim} and {max_channels}.")
+        if not 0.0 <= mixing_prob <= 1.0:
+            raise ValueError(f"mixing_prob must be a probability in [0, 1], got {mixing_prob}.")
+        if logvar_clamp is not None and not logvar_clamp > 0:
+            raise ValueError(f"logvar_clamp must be > 0 (logvar is clamped to (-c, c)) or None, got {logvar_clamp}.")
+        check_noise_mode(noise_mode)
+        self.z_dim, self.input_size = z_dim, input_size
+        self.w_dim = z_dim if w_dim is None else w_dim
+        self.use_style_mixing, self.mixing_prob = use_style_mixing, mixing_prob
+        self.logvar_clamp = logvar_clamp
+        self.data_range = DATA_RANGE
+
+        self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels)
+        self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta)
+        self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels,
+                                   noise_mode=noise_mode)
+        self.num_style_layers = self.synthesis.num_layers
+
+    # ---- the VAE interface -------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 3, S, S) in [-1, 1] -> mu, logvar, each (B, z_dim); logvar is clamped."""
+        self._check_x(x)
+        mu, logvar = self.encoder(x)
+        if self.logvar_clamp is not None:
+            logvar = logvar.clamp(-self.logvar_clamp, self.logvar_clamp)
+        return mu, logvar
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); (B, z_dim)."""
+        return mu + torch.exp(0.5 * logvar) * _standard_normal(mu.shape, mu, generator)
+
+    def decode(self, z: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+        """z (B, z_dim) -> images (B, 3, S, S) in (-1, 1); the same w in every style layer."""
+        return self.synthesis(self.mapping(z), noise_mode)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 3, S, S) in [-1, 1] -> (recon_x (B, 3, S, S) in (-1, 1), mu (B, z_dim), logvar (B, z_dim))."""
+        mu, logvar = self.encode(x)
+        w = self.mapping(self.reparameterize(mu, logvar), update_w_avg=self.training)
+        ws = self.synthesis.per_layer(w)
+        if self.use_style_mixing and self.training and torch.rand(()) < self.mixing_prob:
+            crossover = int(torch.randint(1, self.num_style_layers, ()))
+            w2 = self.mapping(self.reparameterize(mu, logvar))
+            ws = mix_styles(ws, self.synthesis.per_layer(w2), crossover)
+        return self.synthesis(ws), mu, logvar
+
+    # ---- generation --------------------------------------------------------------------------
+    def sample(self, n: int, truncation_psi: float = 1.0, generator: torch.Generator | None = None,
+               noise_mode: str | None = None) -> torch.Tensor:
+        """n images (n, 3, S, S) in (-1, 1) from z ~ N(0, I), w truncated towards ``w_avg`` by psi.
+
+        z is drawn with ``generator`` on its own device (a CPU generator gives the same z on every
+        device); random noise injections use the global RNG (``noise_mode="const"`` for fixed
+        images). No gradients.
+        """
+        if n < 1:
+            raise ValueError(f"n must be a positive number of images, got {n}.")
+        like = self.synthesis.const
+        with torch.no_grad():
+            z = _standard_normal((n, self.z_dim), like, generator)
+            return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode)
+
+    def mix(self, z1: torch.Tensor, z2: torch.Tensor, crossover: int,
+            noise_mode: str | None = None) -> torch.Tensor:
+        """Images (B, 3, S, S) whose layers [0, crossover) read w1 = mapping(z1), the rest w2 = mapping(z2).
+
+        z1, z2 (B, z_dim). Small crossovers let z2 set almost everything; crossover = L gives decode(z1).
+        """
+        ws1 = self.synthesis.per_layer(self.mapping(z1))
+        ws2 = self.synthesis.per_layer(self.mapping(z2))
+        return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode)
+
+    # ---- internals -------------------------------------------------------------------------------
+    def _check_x(self, x: torch.Tensor) -> None:
+        shape = (3, self.input_size, self.input_size)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, shape))}), got {got}.")
+        if x.shape[0] == 0 or not x.is_floating_point():
+            raise ValueError(f"x must be a non-empty floating-point batch, got {x.shape[0]} images of {x.dtype}.")
+        lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+        # Written so that NaN fails too.
+        if not (lo >= DATA_RANGE[0] - RANGE_TOLERANCE and hi <= DATA_RANGE[1] + RANGE_TOLERANCE):
+            raise ValueError(f"x must lie in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]"
+                             + (" (rescale with 2 * x - 1)" if lo >= 0 else "") + ".")
