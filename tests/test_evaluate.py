@@ -302,3 +302,30 @@ def test_evaluate_model_with_the_cvae():
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
     with pytest.raises(ValueError):     # [-1, 1] data for a Bernoulli model
         evaluate_model(model, batches(2 * x - 1, y, 4), k=2, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- PSNR
+def test_psnr_against_hand_computed_values():
+    from vae_lib.evaluate import psnr
+
+    x = torch.zeros(2, 3, 4, 4)
+    y = x.clone()
+    y[0] += 0.1              # every value off by 0.1: MSE 0.01, range 1 -> 10 log10(1 / 0.01) = 20 dB
+    y[1, 0, 0, 0] = 0.48     # one value of 48 off by 0.48: MSE 0.0048 -> 10 log10(1 / 0.0048) = 23.18 dB
+    got = psnr(x, y)
+    assert got.shape == (2,) and got.dtype == torch.float64
+    assert got.tolist() == pytest.approx([20.0, 10 * math.log10(1 / 0.0048)])
+    # the same errors on a [-1, 1] image have a range twice as wide: +20 log10(2) = +6.02 dB
+    assert psnr(x, y, value_range=(-1, 1)).tolist() == pytest.approx((got + 20 * math.log10(2)).tolist())
+    assert psnr(x, x)[0].item() == math.inf
+
+
+def test_psnr_bad_inputs():
+    from vae_lib.evaluate import psnr
+
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="low < high"):
+        psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), value_range=(1, 1))

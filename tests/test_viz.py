@@ -382,3 +382,89 @@ def test_style_mixing_grid_with_the_stylegan_vae():
                 np.testing.assert_allclose(tile(array, i + 1, j + 1, 8, 8), source, atol=1e-5)
     fig = viz.latent_interpolation(model, z_a=z_rows[0], z_b=z_rows[1], steps=3)   # no labels: one row
     assert drawn(fig).shape == (*grid_shape(3, 3, 8, 8), 3)
+
+
+# ------------------------------------------------------------------- comparing runs (notebook 03)
+class InvertedLevelModel(ClassLevelModel):
+    """ClassLevelModel with the grey levels reversed: class c at 1 - c / (num_classes - 1)."""
+
+    def sample(self, y, generator=None):
+        return 1.0 - super().sample(y, generator)
+
+
+def test_samples_per_run_one_labelled_row_per_model_with_class_columns():
+    models = {"plain": ClassLevelModel(), "inverted": InvertedLevelModel()}
+    fig = viz.samples_per_run(models, n_per_class=2, seed=1, class_names=["a", "b", "c"])
+    array = drawn(fig)
+    assert array.shape == grid_shape(12, 6, 4, 4)
+    for col in range(6):
+        level = (col // 2) / 2
+        assert tile(array, 0, col, 4, 4).mean() == pytest.approx(level, abs=0.02)
+        assert tile(array, 1, col, 4, 4).mean() == pytest.approx(1 - level, abs=0.02)
+    # the same seed gives every run the same noise: the two rows are mirror images of each other
+    np.testing.assert_allclose(tile(array, 0, 3, 4, 4), 1 - tile(array, 1, 3, 4, 4), atol=1e-6)
+    ax = fig.axes[0]
+    assert ytick_texts(ax) == ["plain", "inverted"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    tile_width = 4 + PAD                                   # a class's tick sits between its two columns
+    np.testing.assert_allclose(ax.get_xticks(), [PAD + tile_width * (2 * c + 1) - PAD / 2 for c in range(3)])
+    assert ytick_texts(viz.samples_per_run(models, num_classes=2).axes[0]) == ["plain", "inverted"]
+    with pytest.raises(ValueError, match="class names"):
+        viz.samples_per_run(models, class_names=["a"])
+    with pytest.raises(ValueError, match="No models"):
+        viz.samples_per_run({})
+
+
+def test_latent_usage_per_run_sorted_kl_and_active_unit_bars():
+    results = {"beta=1": {"kl_per_dim": torch.tensor([0.5, 3.0, 0.0, 1.0]), "active_units": 3},
+               "beta=4": {"kl_per_dim": torch.tensor([0.0, 2.0, 0.001, 0.0]), "active_units": 1}}
+    fig = viz.latent_usage_per_run(results)
+    kl_ax, bar_ax = fig.axes
+    lines = kl_ax.get_lines()
+    np.testing.assert_allclose(lines[0].get_ydata(), [3.0, 1.0, 0.5, 1e-4])       # sorted, zero floored
+    np.testing.assert_allclose(lines[1].get_ydata(), [2.0, 0.001, 1e-4, 1e-4])
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3, 4])
+    assert kl_ax.get_yscale() == "log"
+    assert [t.get_text() for t in kl_ax.get_legend().get_texts()] == ["beta=1", "beta=4"]
+    assert [b.get_height() for b in bar_ax.patches] == [3, 1]
+    assert [t.get_text() for t in bar_ax.get_xticklabels()] == ["beta=1", "beta=4"]
+    for line, bar in zip(lines, bar_ax.patches):                   # one colour per run in both panels
+        assert matplotlib.colors.same_color(line.get_color(), bar.get_facecolor())
+    with pytest.raises(ValueError, match="No runs"):
+        viz.latent_usage_per_run({})
+    with pytest.raises(ValueError, match="'x'.*active_units"):
+        viz.latent_usage_per_run({"x": {"kl_per_dim": torch.zeros(3)}})
+    with pytest.raises(ValueError, match=r"\(z,\)"):
+        viz.latent_usage_per_run({"x": {"kl_per_dim": torch.zeros(2, 3), "active_units": 0}})
+
+
+def test_feature_maps_rows_per_layer_mean_then_most_varying_channels():
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(4, 5, 5, generator=g) * torch.tensor([2.0, 0.1, 5.0, 1.0])[:, None, None]
+    second = torch.randn(1, 3, 2, 2, generator=g) * torch.tensor([1.0, 3.0, 0.5])[:, None, None]
+    fig = viz.feature_maps([first, second], ["a", "b"], n_channels=2)
+    assert isinstance(fig, Figure)
+    axes = np.array(fig.axes).reshape(2, 3)
+    # row "a": the mean over channels, then channel 2 (std 5), then channel 0 (std 2)
+    np.testing.assert_allclose(drawn(fig, 0), first.mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(drawn(fig, 1), first[2].numpy())
+    np.testing.assert_array_equal(drawn(fig, 2), first[0].numpy())
+    assert [ax.get_title() for ax in axes[0]] == ["mean", "ch 2", "ch 0"]
+    assert axes[0, 0].get_ylabel() == "a\n4x5x5" and axes[1, 0].get_ylabel() == "b\n3x2x2"
+    # row "b" (given with its batch axis): channel 1 (std 3), then channel 0 (std 1)
+    assert [ax.get_title() for ax in axes[1]] == ["mean", "ch 1", "ch 0"]
+    np.testing.assert_array_equal(np.asarray(axes[1, 1].images[0].get_array()), second[0, 1].numpy())
+    # more channels asked than a layer has: that row leaves its extra tiles empty
+    fig = viz.feature_maps([first, second[0]], n_channels=4)
+    axes = np.array(fig.axes).reshape(2, 5)
+    assert [len(ax.images) for ax in axes[1]] == [1, 1, 1, 1, 0]
+    assert axes[1, 0].get_ylabel().startswith("layer 1")
+
+
+def test_feature_maps_bad_input():
+    with pytest.raises(ValueError, match="one image"):
+        viz.feature_maps([torch.zeros(2, 3, 4, 4)])
+    with pytest.raises(ValueError, match="layer names"):
+        viz.feature_maps([torch.zeros(3, 4, 4)], ["a", "b"])
+    with pytest.raises(ValueError, match="empty"):
+        viz.feature_maps([])

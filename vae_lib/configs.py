@@ -35,6 +35,7 @@ from vae_lib import runtime
 
 MODELS = ("cvae", "stylegan-vae")
 BETA_KINDS = ("constant", "linear", "cyclical")
+AUTOCAST_MODES = (None, "bf16", "fp16", "auto")
 
 
 class _JsonConfig:
@@ -93,9 +94,26 @@ class TrainConfig(_JsonConfig):
     (smoke tests). Checkpoints go to ``run_dir/checkpoint.pt`` every ``checkpoint_every_epochs``
     epochs, every ``checkpoint_every_steps`` steps if set, and at the end. The progress bar's
     numbers are refreshed every ``log_every_steps`` steps; the history keeps every step.
+
+    Speed options (measured side by side in ``benchmarks/speed.py``, results in
+    ``benchmarks/README.md``; see ``vae_lib.fastpaths``):
+
+    * ``channels_last``: True, False or "auto": on for models with 2-d convolutions on CUDA, and
+      on the CPU in fp32 (card-1 CVAE training 1.08x on top of the allocator tuning); off with
+      CPU bf16, where NCHW was faster. Results equal NCHW's to float round-off.
+    * ``autocast``: None (fp32), "bf16", "fp16" (adds a gradient scaler) or "auto" (bf16 where
+      the CPU or GPU has it natively). Off by default: bf16 trained the CVAE 1.6x faster on an
+      AVX512-BF16 CPU, but the StyleGAN-VAE's mapping network fails under autocast (see
+      benchmarks/README.md).
+    * ``compile``: ``torch.compile`` of the loss with the model inside; off by default (a
+      compilation of minutes at the start, for 0-5 % on CPU training).
+    * ``num_threads``: ``torch.set_num_threads`` for the process (None: torch's default, one per
+      physical core). On a machine shared with other jobs use 1.
     """
 
     _nested: ClassVar[dict[str, type]] = {"beta": BetaConfig}
+    # Where and how fast, not what is trained: a run may change them when it is resumed (the CLI does).
+    runtime_fields: ClassVar[tuple[str, ...]] = ("device", "channels_last", "autocast", "compile", "num_threads")
 
     epochs: int = 50
     batch_size: int = 128
@@ -109,8 +127,18 @@ class TrainConfig(_JsonConfig):
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int | None = None
     log_every_steps: int = 10
+    channels_last: bool | str = "auto"
+    autocast: str | None = None
+    compile: bool = False
+    num_threads: int | None = None
 
     def __post_init__(self):
+        if self.channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last must be True, False or 'auto', got {self.channels_last!r}")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(f"autocast must be one of {AUTOCAST_MODES}, got {self.autocast!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
@@ -190,11 +218,15 @@ def _cvae_smoke() -> ExperimentConfig:
 
 
 def _cvae_quick() -> ExperimentConfig:
+    # The course's quality target (benchmarks/cvae_quality.py: test -ELBO <= 240 nats on
+    # Fashion-MNIST): the whole train split, 10 epochs of 469 steps. The KL warm-up is the first
+    # epoch, a tenth of the run: long enough for the decoder to start using z before beta = 1 pulls
+    # q(z|x,c) towards the prior, short enough that 9 epochs optimise the ELBO that is reported.
     return ExperimentConfig(
         name="cvae-quick", model="cvae", dataset="auto-digits",
         model_kwargs={"z_dim": 16, "likelihood": "bernoulli"},
-        n_train=20_000, n_test=2_000,
-        train=TrainConfig(epochs=10, batch_size=128, beta=BetaConfig("linear", 1.0, warmup_steps=500)),
+        n_train=None, n_test=None,
+        train=TrainConfig(epochs=10, batch_size=128, beta=BetaConfig("linear", 1.0, warmup_steps=469)),
     )
 
 

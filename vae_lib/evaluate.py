@@ -17,6 +17,7 @@ The metrics, for an image x with label c and the encoder q(z|x,c) = N(mu, diag(e
   -log p(x|c).
 * bits per dim = nats / (D ln 2), D = C*H*W.
 * active units (Burda et al., 2016): unit u is active when A_u = Cov_x(E_q[z_u|x]) > 0.01.
+* PSNR (``psnr``, any image model): 10 log10(R^2 / MSE) per image, in dB, R the data range's width.
 
 Usage::
 
@@ -162,6 +163,24 @@ def bits_per_dim(nats, num_dims):
     if dims <= 0:
         raise ValueError(f"The number of dimensions must be positive, got {num_dims!r}.")
     return nats / (dims * math.log(2))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, value_range=(0.0, 1.0)) -> torch.Tensor:
+    """Peak signal-to-noise ratio of each image pair, (B,) in dB: 10 log10(R^2 / MSE).
+
+    x, y: (B, C, H, W) in ``value_range`` = (lo, hi); R = hi - lo is the peak-to-peak range and MSE
+    the mean of (x - y)^2 over one image's C H W values. Higher is better; +6.02 dB halves the RMS
+    error; identical images give inf. Average the (B,) values for a data set's PSNR (the usual
+    convention, which is not 10 log10(R^2 / mean MSE)). Computed in float64.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"x and y must be image batches (B, C, H, W) of the same shape, got "
+                         f"{tuple(getattr(x, 'shape', ()))} and {tuple(getattr(y, 'shape', ()))}.")
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
+    mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10((hi - lo) ** 2 / mse)
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD):

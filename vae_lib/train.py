@@ -24,6 +24,16 @@ order is fixed or restored by ``load_state_dict``, as ``InMemoryLoader``'s is).
 Guards: a NaN/inf loss term or gradient norm raises ``NonFiniteLossError`` before the bad update,
 leaving the last checkpoint as it was; Ctrl-C (KeyboardInterrupt) saves the current state, then
 re-raises.
+
+Speed (``TrainConfig.channels_last``, ``autocast``, ``compile``, ``num_threads``; see
+``vae_lib.fastpaths`` and ``benchmarks/``): channels_last is on for conv models by default, the
+others are opt-in.
+
+Several processes (``torchrun``; see ``vae_lib.distributed``): when a process group of 2+ ranks is
+initialised, the loss runs inside ``DistributedDataParallel``, ``fit`` shards in-memory loaders
+across the ranks (the global batch stays ``batch_size``), the logged terms are means over the
+ranks, and only rank 0 writes checkpoints and shows progress. The checkpoint holds the plain
+model's state, so it resumes with any world size. With one process nothing of this happens.
 """
 from __future__ import annotations
 
@@ -40,6 +50,9 @@ from tqdm.auto import tqdm
 
 from vae_lib.configs import TrainConfig
 from vae_lib.data.cache import atomic_write
+from vae_lib.distributed import all_reduce_mean, all_reduce_sum, rank_and_world_size, shard
+from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_channels_last, set_num_threads,
+                               to_channels_last)
 from vae_lib.runtime import pick_device, seed_everything
 from vae_lib.schedules import build_schedule
 
@@ -101,6 +114,18 @@ def _set_rng_state(state: dict) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
+class _LossModule(torch.nn.Module):
+    """The model and its loss as one module: DistributedDataParallel and torch.compile wrap a
+    module's forward, and a loss function calls the model's other methods (encode, decode...)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch, beta: float, epoch: int) -> dict:
+        return self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+
+
 class Trainer:
     """Train ``model`` by minimising ``loss_fn(model, batch, beta=..., epoch=...)["loss"]``.
 
@@ -120,8 +145,14 @@ class Trainer:
                  run_dir: str | Path | None = None, *, schedule: Callable[[int], float] | None = None,
                  progress: bool = True):
         self.config = config if config is not None else TrainConfig()
+        set_num_threads(self.config.num_threads)
         self.device = pick_device(self.config.device)
         self.model = model.to(self.device)
+        self.autocast = resolve_autocast(self.config.autocast, self.device)
+        self.channels_last = resolve_channels_last(self.config.channels_last, self.model, self.device, self.autocast)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.rank, self.world_size = rank_and_world_size()
         self.loss_fn = loss_fn
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.schedule = schedule
@@ -134,6 +165,9 @@ class Trainer:
         self._seeded = False
         # The loader's state at the start of the unfinished epoch: what a resumed run replays.
         self._loader_state: dict | None = None
+        self._scaler = grad_scaler(self.device, self.autocast)
+        # (loss_fn, its DDP / compiled wrapper), built on first use.
+        self._wrapped: tuple[LossFn, Callable] | None = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -153,11 +187,18 @@ class Trainer:
         if not self._seeded and self.step == 0:
             seed_everything(self.config.seed)
         self._seeded = True
+        if self.world_size > 1:
+            train_loader = shard(train_loader, self.rank, self.world_size)
+            val_loader = shard(val_loader, self.rank, self.world_size) if val_loader is not None else None
+            if self.rank > 0:
+                # Other noise than rank 0's (whose RNG state a checkpoint holds), for any world size.
+                seed_everything(self.config.seed + 1_000_003 * self.rank + self.step)
         if self._loader_state is not None and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(self._loader_state)
 
         total = self._planned_steps(train_loader, epochs)
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True)
         try:
             while not self.target_reached(epochs):
                 bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
@@ -201,7 +242,7 @@ class Trainer:
             if max_steps is not None and self.step >= max_steps:
                 finished_epoch = False
                 break
-            record = self._train_step(batch, epoch)
+            record = self.train_step(batch, epoch)
             bar.update(1)
             if self.step % self.config.log_every_steps == 0:
                 bar.set_postfix(_postfix(record), refresh=False)
@@ -216,26 +257,65 @@ class Trainer:
                                          or self.target_reached(epochs)):
             self.save_checkpoint()
 
-    def _train_step(self, batch, epoch: int) -> dict:
+    def train_step(self, batch, epoch: int | None = None) -> dict:
+        """One optimizer update on ``batch`` (what ``fit`` does for each batch); return its history record.
+
+        ``epoch`` defaults to ``self.epoch``. The caller puts the model in training mode (``fit`` does).
+        """
+        epoch = self.epoch if epoch is None else epoch
+        if self.schedule is None:
+            self.schedule = build_schedule(self.config.beta)
         beta = float(self.schedule(self.step))
         batch = _to_device(batch, self.device)
-        terms = self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+        if self.channels_last:
+            batch = to_channels_last(batch)
+        with autocast(self.device, self.autocast):
+            terms = self._loss_terms(batch, beta, epoch)
         names = _check_terms(terms)
         self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        loss = terms["loss"]
+        (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
+        if self._scaler is not None:
+            self._scaler.unscale_(self.optimizer)
         grad_norm = self._clip_gradients()
         # One device->host transfer per step: every logged term and the finiteness check.
         values = torch.stack([torch.as_tensor(terms[n]).detach().float().reshape(()).to(grad_norm.device)
-                              for n in names] + [grad_norm.float()]).tolist()
+                              for n in names] + [grad_norm.float()])
+        if self.world_size > 1:
+            # Means over the ranks: the same record (and the same NaN verdict) on every rank.
+            values = all_reduce_mean(values)
+        values = values.tolist()
         record = {"step": self.step, "epoch": epoch, "beta": beta, **dict(zip(names, values[:-1])),
                   "grad_norm": values[-1]}
-        if not all(math.isfinite(v) for v in values):
+        # With fp16 an inf gradient norm is an overflow the scaler answers by skipping the update.
+        checked = values if self._scaler is None else values[:-1]
+        if not all(math.isfinite(v) for v in checked):
             raise NonFiniteLossError(self.step, epoch, {k: v for k, v in record.items() if k not in _COUNTERS},
                                      self.checkpoint_path if self._checkpoint_exists() else None)
-        self.optimizer.step()
+        if self._scaler is not None:
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            self.optimizer.step()
         self.history["steps"].append(record)
         self.step += 1
         return record
+
+    def _loss_terms(self, batch, beta: float, epoch: int) -> dict:
+        if self.world_size == 1 and not self.config.compile:
+            return self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+        if self._wrapped is None or self._wrapped[0] is not self.loss_fn:
+            module = _LossModule(self.model, self.loss_fn)
+            if self.world_size > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+                    if self.device.type == "cuda" else None
+                module = DistributedDataParallel(module, device_ids=ids)
+            if self.config.compile:
+                module = torch.compile(module)
+            self._wrapped = (self.loss_fn, module)
+        return self._wrapped[1](batch, beta, epoch)
 
     def _clip_gradients(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -279,6 +359,9 @@ class Trainer:
         self.model.train(was_training)
         if sums is None:
             return {}
+        if self.world_size > 1:  # every rank saw its shard: add them up
+            totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
+            sums, count = totals[:-1], totals[-1]
         return dict(zip(names, (sums / count).tolist()))
 
     # --------------------------------------------------------------- checkpoints
@@ -295,6 +378,7 @@ class Trainer:
             "history": self.history,
             "loader": self._loader_state,
             "rng": _rng_state(),
+            **({"scaler": self._scaler.state_dict()} if self._scaler is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -308,13 +392,20 @@ class Trainer:
         self.history = state["history"]
         self._loader_state = state["loader"]
         _set_rng_state(state["rng"])
+        if self._scaler is not None and "scaler" in state:
+            self._scaler.load_state_dict(state["scaler"])
         self._seeded = True
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write ``state_dict()`` atomically to ``path`` (default ``run_dir/checkpoint.pt``)."""
+        """Write ``state_dict()`` atomically to ``path`` (default ``run_dir/checkpoint.pt``).
+
+        Under torch.distributed only rank 0 writes; the other ranks return the path untouched.
+        """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("save_checkpoint needs a path or a Trainer with run_dir")
+        if self.rank != 0:
+            return path
         state = self.state_dict()
         return atomic_write(path, lambda tmp: torch.save(state, tmp))
 

@@ -1,4 +1,5 @@
-"""Every figure of the course: image grids, reconstructions, samples, interpolations, curves, style mixing.
+"""Every figure of the course: image grids, reconstructions, samples, interpolations, curves, style mixing,
+feature maps.
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot, so it works headless
 (any backend, Agg included) and nothing piles up in pyplot's list of open figures. In a notebook,
@@ -386,3 +387,122 @@ def kl_per_dimension(kl_per_dim, active=None, *, variances=None, threshold: floa
         axes[1].axhline(threshold, color="k", ls="--", lw=1.0)
     axes[-1].set_xlabel("latent dimension u")
     return fig
+
+
+def latent_usage_per_run(results: dict, *, dpi: int = DPI) -> Figure:
+    """How many latent dimensions each run uses: its KL per dimension, sorted (left, log scale), and its
+    number of active units (right).
+
+    results: {run name: metrics with ``"kl_per_dim"`` (z,) nats and ``"active_units"`` (an int)}, as
+    ``evaluate.evaluate_model`` returns them. A collapsed dimension has KL ~ 0: q(z_u|x,c) is the prior.
+    """
+    if not results:
+        raise ValueError("No runs to compare.")
+    for name, metrics in results.items():
+        if "kl_per_dim" not in metrics or "active_units" not in metrics:
+            raise ValueError(f"Run {name!r} needs 'kl_per_dim' and 'active_units' (evaluate_model's output).")
+        if torch.as_tensor(metrics["kl_per_dim"]).ndim != 1:
+            raise ValueError(f"Run {name!r}: kl_per_dim must have shape (z,).")
+    fig = Figure(figsize=(MAX_WIDTH_IN, 2.8), dpi=dpi, layout="constrained")
+    kl_ax, bar_ax = fig.subplots(1, 2, width_ratios=(3, 2))
+    names, counts, colors = list(results), [], []
+    for name in names:
+        kl = torch.as_tensor(results[name]["kl_per_dim"]).detach().cpu().double()
+        sorted_kl = kl.sort(descending=True).values.clamp_min(1e-4).numpy()  # a log axis cannot show 0
+        (line,) = kl_ax.plot(np.arange(1, len(sorted_kl) + 1), sorted_kl, "o-", ms=3, lw=1.2, label=str(name))
+        counts.append(int(results[name]["active_units"]))
+        colors.append(line.get_color())
+    kl_ax.set_yscale("log")
+    kl_ax.set_xlabel("latent dimensions, by KL (largest first)")
+    kl_ax.set_ylabel("KL (nats, floor 1e-4)")
+    kl_ax.set_title("KL per dimension")
+    kl_ax.legend(fontsize="small")
+    bars = bar_ax.bar(np.arange(len(names)), counts, color=colors)
+    bar_ax.bar_label(bars)
+    bar_ax.set_xticks(np.arange(len(names)), [str(n) for n in names], rotation=20, ha="right", fontsize="small")
+    bar_ax.set_ylabel("active units")
+    bar_ax.set_ylim(0, max(counts + [1]) * 1.15)
+    bar_ax.set_title("active units (Cov_x E_q[z_u|x] > 0.01)")
+    return fig
+
+
+def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_names=None, *,
+                    num_classes: int | None = None, value_range=None, dpi: int = DPI) -> Figure:
+    """One row of class-conditional samples per model, the same z ~ N(0, I) in every row.
+
+    models: {run name: model with ``sample(y, generator)``, ``num_classes``, ``z_dim``}. Columns: classes
+    0 .. num_classes-1, ``n_per_class`` each; rows differ only by the trained weights, as long as the models
+    share z_dim (the same ``seed`` draws the same z). ``value_range`` defaults to the first model's
+    ``data_range``.
+    """
+    if not models:
+        raise ValueError("No models to compare.")
+    first = next(iter(models.values()))
+    num_classes = num_classes if num_classes is not None else first.num_classes
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
+    rows = []
+    for model in models.values():
+        y = torch.arange(num_classes, device=model_device(model)).repeat_interleave(n_per_class)
+        with evaluation_mode(model):
+            rows.append(model.sample(y, generator=torch.Generator().manual_seed(seed)).cpu())
+    images = torch.cat(rows)
+    columns = num_classes * n_per_class
+    fig = _grid_figure([grid_array(images, columns, _model_range(first, value_range))],
+                       title=f"the same z ~ N(0, I) for every run, {n_per_class} per class", dpi=dpi,
+                       row_labels=[str(name) for name in models], tile_height=images.shape[-2])
+    tile = images.shape[-1] + PADDING
+    labels = [str(name) for name in (class_names or range(num_classes))]
+    slanted = max(len(label) for label in labels) > 3      # long names would overlap side by side
+    ax = fig.axes[0]
+    ax.set_xticks([PADDING + tile * n_per_class * (c + 0.5) - PADDING / 2 for c in range(num_classes)], labels,
+                  rotation=30 if slanted else 0, ha="right" if slanted else "center", fontsize="small")
+    ax.tick_params(axis="x", length=0)
+    return fig
+
+
+def feature_maps(activations, layer_names=None, n_channels: int = 6, *, title: str | None = None,
+                 dpi: int = DPI) -> Figure:
+    """The feature maps of one image inside a network, one row per layer.
+
+    Each row: the mean over the layer's channels, then the ``n_channels`` channels whose maps vary
+    most over the image (largest spatial variance first), each tile on its own colour scale.
+    activations: list of (C, H, W) or (1, C, H, W) tensors, e.g. ``VGGPerceptual.activations(x)``
+    for one image x; layer_names: one label per layer (default "layer 0", ...), written with C x H x W.
+    """
+    maps = []
+    for i, features in enumerate(activations):
+        features = torch.as_tensor(features).detach().float().cpu()
+        features = features[0] if features.ndim == 4 and features.shape[0] == 1 else features
+        if features.ndim != 3:
+            raise ValueError(f"activations[{i}] must be one image's features (C, H, W) or (1, C, H, W), "
+                             f"got shape {tuple(torch.as_tensor(activations[i]).shape)}.")
+        maps.append(features)
+    if not maps:
+        raise ValueError("activations is empty.")
+    layer_names = [f"layer {i}" for i in range(len(maps))] if layer_names is None else list(layer_names)
+    if len(layer_names) != len(maps):
+        raise ValueError(f"Got {len(layer_names)} layer names for {len(maps)} layers.")
+    if n_channels < 1:
+        raise ValueError(f"n_channels must be >= 1, got {n_channels}.")
+    columns = 1 + min(n_channels, max(m.shape[0] for m in maps))
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 0.5 + 1.15 * columns), 0.3 + 1.25 * len(maps)), dpi=dpi,
+                 layout="constrained")
+    axes = fig.subplots(len(maps), columns, squeeze=False)
+    for row, (features, name) in zip(axes, zip(maps, layer_names)):
+        order = features.flatten(1).var(dim=1).argsort(descending=True)[:columns - 1].tolist()
+        tiles = [(features.mean(dim=0), "mean")] + [(features[c], f"ch {c}") for c in order]
+        for ax in row:
+            ax.set_axis_off()
+        for ax, (tile, label) in zip(row, tiles):
+            ax.set_axis_on()
+            ax.imshow(tile.numpy(), cmap="viridis", interpolation="nearest")
+            ax.set_title(label, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        c, h, w = features.shape
+        row[0].set_ylabel(f"{name}\n{c}x{h}x{w}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+

@@ -1,0 +1,145 @@
+"""``python -m vae_lib``: train -> interrupted -> resume -> evaluate -> sample / reconstruct, and bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from vae_lib import cli, train
+from vae_lib.cli import main, parse_set
+
+# 16 images in batches of 8: 2 steps per epoch, 2 epochs.
+TINY = ["--config", "cvae-smoke", "--epochs", "2", "--batch-size", "8", "--set", "n_train=16",
+        "--set", "n_test=8", "--set", "train.beta.warmup_steps=2", "--device", "cpu", "--quiet"]
+
+
+def grid_size(n_cols, n_rows, tile=28, padding=2):
+    # torchvision.utils.make_grid: each tile plus its padding, and one padding at the far edge.
+    return n_cols * (tile + padding) + padding, n_rows * (tile + padding) + padding
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run interrupted by Ctrl-C after 3 steps, then resumed by the same command."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    real_step = train.Trainer.train_step
+    codes = []
+
+    def interrupt_at_step_3(self, *args, **kwargs):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.Trainer, "train_step", interrupt_at_step_3)
+        codes.append(main(["train", *TINY, "--out", str(out)]))
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    codes.append(main(["train", *TINY, "--out", str(out)]))
+    return out, codes, saved
+
+
+def test_train_is_interrupted_then_resumed_by_the_same_command(run):
+    out, codes, interrupted = run
+    assert codes == [130, 0]
+    assert (interrupted["step"], interrupted["epoch"]) == (3, 1)
+    final = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (final["step"], final["epoch"]) == (4, 2)
+    assert [r["step"] for r in final["history"]["steps"]] == [0, 1, 2, 3]
+    config = json.loads((out / "config.json").read_text())
+    assert config["n_train"] == 16 and config["train"]["epochs"] == 2 and config["train"]["batch_size"] == 8
+    metrics = json.loads((out / "metrics.json").read_text())["train"]
+    assert metrics["status"] == "resumed" and metrics["steps"] == 4 and metrics["world_size"] == 1
+    assert {"loss", "nll", "kl", "val_elbo"} <= set(metrics["last_epoch"])
+    # samples.png: one row of 8 per class.
+    assert Image.open(out / "samples.png").size == grid_size(8, 10)
+    assert (out / "training_curves.png").stat().st_size > 0
+
+
+def test_a_finished_run_is_loaded_not_trained_again(run, capsys):
+    out, _, _ = run
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main(["train", *TINY[:-1], "--out", str(out)]) == 0
+    assert "loaded finished run" in capsys.readouterr().out
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_resumed_run_may_change_device_and_speed_options_but_nothing_else(run, capsys):
+    out, _, _ = run
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", *TINY, "--threads", "1", "--set", "train.channels_last=false", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((out / "config.json").read_text())["train"]["channels_last"] is False
+    assert main(["train", *TINY, "--set", "train.lr=0.1", "--out", str(out)]) == 1
+    assert "different config" in capsys.readouterr().err
+
+
+def test_evaluate_writes_test_metrics_next_to_the_training_ones(run, capsys):
+    out, _, _ = run
+    assert main(["evaluate", "--out", str(out), "--k", "3", "--device", "cpu", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "train" in metrics
+    evaluated = metrics["evaluate"]
+    assert evaluated["num_images"] == 8 and evaluated["k"] == 3
+    assert evaluated["neg_elbo"] == pytest.approx(evaluated["nll"] + evaluated["kl"])
+    assert evaluated["iwae_nll"] <= evaluated["neg_elbo"] + 1e-6
+    assert len(evaluated["kl_per_dim"]) == 16
+    assert "neg_elbo=" in capsys.readouterr().out
+
+
+def test_sample_and_reconstruct_write_png_grids(run, tmp_path):
+    out, _, _ = run
+    assert main(["sample", "--out", str(out), "--n", "3", "--file", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").size == grid_size(3, 10)
+    assert main(["reconstruct", "--out", str(out), "--n", "5"]) == 0
+    assert Image.open(out / "reconstructions.png").size == grid_size(5, 2)
+
+
+@pytest.mark.parametrize("argv, status, words", [
+    (["train", "--config", "cvae-smok", "--out", "x"], 1, "did you mean 'cvae-smoke'"),
+    (["train", "--config", "cvae-smoke", "--set", "train.epochz=3", "--out", "x"], 1, "did you mean 'epochs'"),
+    (["train", "--config", "cvae-smoke", "--set", "lr"], 1, "--set needs key=value"),
+    (["train", "--config", "cvae-smoke", "--epochs", "0"], 2, "positive integer"),
+    (["train"], 2, "--config"),
+    (["sample", "--out", "no/such/run"], 1, "no run in no/such/run"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_bad_arguments_get_one_line_and_a_nonzero_status(argv, status, words, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == status
+    assert err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+def test_help_for_every_command(capsys):
+    for command in ([], ["train"], ["sample"], ["reconstruct"], ["evaluate"], ["configs"]):
+        with pytest.raises(SystemExit) as raised:
+            main([*command, "--help"])
+        assert raised.value.code == 0
+        assert "usage: vae-lib" in capsys.readouterr().out
+
+
+def test_configs_lists_presets_and_prints_one_with_overrides(capsys):
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("cvae-smoke", "cvae-quick", "stylevae-full"))
+    assert main(["configs", "cvae-quick", "--set", "train.lr=0.01"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["lr"] == 0.01
+
+
+def test_set_values_are_json_else_text():
+    assert parse_set(["a=1", "b=1e-3", "c=true", "d=null", "e=fashion-mnist", "f=[1, 2]", "g=x=y"]) == {
+        "a": 1, "b": 0.001, "c": True, "d": None, "e": "fashion-mnist", "f": [1, 2], "g": "x=y"}
+
+
+def test_python_dash_m_runs_the_cli_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "vae_lib", "train", "--config", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith(f"{cli.PROG} train: error: Unknown config 'nope'")
+    assert done.stderr.count("\n") == 1

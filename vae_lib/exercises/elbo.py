@@ -1,0 +1,301 @@
+"""Exercises of notebooks 02 (the CVAE and its ELBO) and 03 (KL warm-up, posterior collapse).
+
+Each ``check_*`` runs the student's function on fixed inputs, compares it with what ``vae_lib`` computes
+and raises ``ExerciseError`` with a hint about the usual mistake when they differ; on success it prints
+a ✔ line. ``solution_*`` are written by hand, as a student would, for reference.
+
+========================  ================================================  ===============================
+check                     the student writes                                compared with
+========================  ================================================  ===============================
+check_gaussian_kl         gaussian_kl(mu, logvar) (B, z) -> (B,) nats       ``losses.kl_standard_normal``
+check_reparameterize      reparameterize(mu, logvar) (B, z) -> z (B, z)     mean, spread and gradients of z
+check_negative_elbo       negative_elbo(logits, x, mu, logvar) -> (B,)      ``losses.log_likelihood`` + KL
+check_cyclical_beta       cyclical_beta(step, total_steps, n_cycles,        ``schedules.CyclicalBeta``
+                          ratio, beta_max) -> float
+check_active_units        count_active_units(means, threshold) -> int       ``evaluate.active_units``
+========================  ================================================  ===============================
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from vae_lib.evaluate import active_units
+from vae_lib.exercises import ExerciseError, passed
+from vae_lib.losses import kl_standard_normal, log_likelihood
+from vae_lib.schedules import CyclicalBeta
+
+ATOL, RTOL = 1e-4, 1e-5
+
+
+# ---- reference solutions -------------------------------------------------------------------------
+def solution_gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per image: (B, z) -> (B,) nats, summed over z."""
+    return 0.5 * (mu ** 2 + torch.exp(logvar) - 1.0 - logvar).sum(dim=1)
+
+
+def solution_reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(logvar / 2), eps ~ N(0, I): differentiable in mu and logvar."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def solution_negative_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
+                           logvar: torch.Tensor) -> torch.Tensor:
+    """-ELBO per image, (B,) nats: Bernoulli -log p(x|z,c) summed over the pixels, plus the KL."""
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+    return reconstruction + solution_gaussian_kl(mu, logvar)
+
+
+def solution_cyclical_beta(step: int, total_steps: int, n_cycles: int = 4, ratio: float = 0.5,
+                           beta_max: float = 1.0) -> float:
+    """Fu et al. (2019), Eq. 5, 0-based steps: a ramp 0 -> beta_max over the first ``ratio`` of each cycle."""
+    cycle = total_steps / n_cycles
+    tau = (step % math.ceil(cycle)) / cycle
+    return beta_max * min(1.0, tau / ratio)
+
+
+def solution_active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
+    """The number of units u whose encoder mean varies over the data: Var_n(means[n, u]) > threshold."""
+    return int((posterior_means.var(dim=0) > threshold).sum())
+
+
+# ---- notebook 02 ---------------------------------------------------------------------------------
+def _posterior_batch():
+    gen = torch.Generator().manual_seed(0)
+    mu = 1.5 * torch.randn(6, 5, generator=gen)
+    logvar = torch.linspace(-3.0, 2.0, 30).reshape(6, 5)
+    return mu, logvar
+
+
+def check_gaussian_kl(student_fn) -> bool:
+    """``student_fn(mu, logvar)`` for (B, z) inputs must return the (B,) KL to N(0, I) in nats."""
+    mu, logvar = _posterior_batch()
+    want = kl_standard_normal(mu, logvar).sum(dim=1)
+    got = _call("gaussian_kl", student_fn, mu, logvar)
+    if got.shape == mu.shape and _close(got.sum(dim=1), want):
+        raise ExerciseError("gaussian_kl returned the KL of each latent dimension, shape (B, z): sum it over "
+                            "the latent dimensions (dim=1) to get one number per image, shape (B,).")
+    if got.ndim == 0:
+        raise ExerciseError("gaussian_kl returned a single number: return one KL per image, shape (B,) "
+                            "(sum over the latent dimensions, not over the batch).")
+    _check_shape("gaussian_kl", got, want.shape)
+    if _close(got, want):
+        zero = _call("gaussian_kl", student_fn, torch.zeros(2, 3), torch.zeros(2, 3))
+        if not _close(zero, torch.zeros(2)):
+            raise ExerciseError("gaussian_kl(0, 0) must be 0: q = N(0, I) is the prior itself.")
+        return passed("gaussian_kl", "equals the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)")
+    var, std = logvar.exp(), (0.5 * logvar).exp()
+    slips = [
+        (2 * want, "the factor 1/2 in front is missing"),
+        (want / mu.shape[1], "it averages over the latent dimensions: sum them (nats per image)"),
+        (-want, "the sign is flipped: a KL divergence is never negative"),
+        (0.5 * (mu ** 2 + var - logvar).sum(1), "the -1 inside the bracket is missing (KL(p || p) must be 0)"),
+        (0.5 * (mu ** 2 + std - 1 - logvar).sum(1), "exp(logvar) is the variance sigma^2; you used sigma = "
+                                                    "exp(logvar / 2)"),
+        (0.5 * (mu ** 2 + var - 1 - 2 * logvar).sum(1), "log sigma^2 is logvar itself, not 2 * logvar"),
+        (0.5 * (mu + var - 1 - logvar).sum(1), "the mean enters squared: mu^2"),
+        (0.5 * (mu ** 2 + logvar.exp() ** 2 - 1 - logvar).sum(1), "exp(logvar) is already the variance; "
+                                                                  "do not square it"),
+    ]
+    hint = next((h for wrong, h in slips if _close(got, wrong)),
+                "KL(N(mu, sigma^2) || N(0, 1)) = 0.5 (mu^2 + sigma^2 - 1 - log sigma^2) per dimension, "
+                "with sigma^2 = exp(logvar)")
+    raise ExerciseError(f"gaussian_kl differs from the closed form (max abs difference "
+                        f"{_max_diff(got, want):.3g} nats): {hint}.")
+
+
+def check_reparameterize(student_fn) -> bool:
+    """``student_fn(mu, logvar)`` must return z ~ N(mu, exp(logvar)) (B, z) that is differentiable in both.
+
+    Three checks: the sample mean and standard deviation of many draws; d z / d mu = 1 and
+    d z / d logvar = (z - mu) / 2 (true of z = mu + exp(logvar / 2) eps whatever eps was drawn);
+    two calls give different z. The global random stream is restored afterwards.
+    """
+    n, mu_values = 20_000, torch.tensor([-2.0, 0.0, 0.5, 3.0])
+    logvar_values = torch.tensor([0.0, -2.0, 1.0, math.log(0.25)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mu = mu_values.repeat(n, 1).requires_grad_(True)
+        logvar = logvar_values.repeat(n, 1).requires_grad_(True)
+        z = _call("reparameterize", student_fn, mu, logvar, detach=False)
+        _check_shape("reparameterize", z, mu.shape)
+        again = _call("reparameterize", student_fn, mu, logvar)
+    if torch.equal(z.detach(), mu.detach()):
+        raise ExerciseError("reparameterize returned mu itself: add the noise, z = mu + sigma * eps with "
+                            "eps ~ N(0, I) (torch.randn_like(mu)).")
+    if torch.equal(z.detach(), again):
+        raise ExerciseError("two calls of reparameterize gave the same z: draw a new eps ~ N(0, I) inside the "
+                            "function on every call.")
+    mean, std = z.detach().mean(0), z.detach().std(0)
+    want_std = (0.5 * logvar_values).exp()
+    tolerance = 5 * want_std / math.sqrt(n)      # five standard errors of the mean
+    if not torch.all((mean - mu_values).abs() < tolerance + 1e-3):
+        raise ExerciseError(f"the mean of z over {n} draws is {_fmt(mean)}, expected mu = {_fmt(mu_values)}: "
+                            "eps must have mean 0 (torch.randn_like, not torch.rand_like).")
+    if not torch.allclose(std, want_std, rtol=0.05):
+        wrong = [(logvar_values.exp(), "exp(logvar) is the variance; the standard deviation is exp(logvar / 2)"),
+                 (logvar_values.abs(), "logvar is log sigma^2: sigma = exp(logvar / 2)"),
+                 (torch.ones(4), "scale eps by sigma = exp(logvar / 2)"),
+                 (torch.full((4,), math.sqrt(1 / 12)), "eps must be standard normal (torch.randn_like), not "
+                                                      "uniform (torch.rand_like)")]
+        hint = next((h for w, h in wrong if torch.allclose(std, w, rtol=0.05)),
+                    "z = mu + exp(logvar / 2) * eps")
+        raise ExerciseError(f"the standard deviation of z over {n} draws is {_fmt(std)}, expected "
+                            f"exp(logvar / 2) = {_fmt(want_std)}: {hint}.")
+    if not z.requires_grad:
+        raise ExerciseError("z carries no gradient: build it from mu and logvar with tensor operations "
+                            "(no .detach(), no torch.no_grad(), no .item()).")
+    grad_mu, grad_logvar = torch.autograd.grad(z.sum(), (mu, logvar), allow_unused=True)
+    if grad_mu is None or not torch.allclose(grad_mu, torch.ones_like(grad_mu)):
+        raise ExerciseError("d z / d mu should be 1 for every element: z = mu + (something independent of mu). "
+                            "(torch.normal(mu, sigma) passes no gradient to mu and sigma: that is what the "
+                            "trick is for.)")
+    if grad_logvar is None or not torch.allclose(grad_logvar, 0.5 * (z.detach() - mu.detach()), atol=1e-5):
+        raise ExerciseError("d z / d logvar should be (z - mu) / 2, the gradient of exp(logvar / 2) * eps: "
+                            "the gradient must flow through sigma into logvar (draw eps without gradient, "
+                            "then scale it).")
+    return passed("reparameterize", f"mean and spread of {n} draws match, gradients reach mu and logvar")
+
+
+def check_negative_elbo(student_fn) -> bool:
+    """``student_fn(logits, x, mu, logvar)`` must return -ELBO per image, (B,) nats (Bernoulli decoder)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 28, 28, generator=gen)
+    logits = 2.0 * torch.randn(4, 1, 28, 28, generator=gen)
+    mu, logvar = _posterior_batch()
+    mu, logvar = mu[:4], logvar[:4]
+    nll = -log_likelihood(logits, x, "bernoulli")
+    kl = kl_standard_normal(mu, logvar).sum(dim=1)
+    want = nll + kl
+    got = _call("negative_elbo", student_fn, logits, x, mu, logvar)
+    if got.ndim == 0:
+        scalar = [(want.mean(), "it is the mean over the batch"), (want.sum(), "it is the sum over the batch")]
+        what = next((h for w, h in scalar if _close(got, w)), "")
+        raise ExerciseError(f"negative_elbo returned one number{': ' + what if what else ''}. Return one value "
+                            "per image, shape (B,); the Trainer's loss takes the batch mean.")
+    _check_shape("negative_elbo", got, want.shape)
+    if _close(got, want, atol=1e-3):
+        return passed("negative_elbo", "per-image sum of the Bernoulli NLL over 784 pixels plus the KL, in nats")
+    pixels = x[0].numel()
+    probs = torch.sigmoid(logits)
+    slips = [
+        (nll / pixels + kl, "the reconstruction term is a mean over the pixels; sum it (log p(x|z) of an image "
+                            "is the sum of its 784 pixel terms)"),
+        ((nll + kl) / pixels, "it is divided by the number of pixels: keep nats per image"),
+        (nll, "the KL term is missing"),
+        (nll - kl, "the KL is subtracted; -ELBO = reconstruction + KL"),
+        (-nll - kl, "the sign is flipped: return -ELBO, a positive number of nats"),
+        (nll + kl / mu.shape[1], "the KL is averaged over the latent dimensions; sum it"),
+        (F.binary_cross_entropy_with_logits(probs, x, reduction="none").flatten(1).sum(1) + kl,
+         "the sigmoid is applied twice: binary_cross_entropy_with_logits takes the logits themselves"),
+        (F.mse_loss(probs, x, reduction="none").flatten(1).sum(1) + kl,
+         "that is a squared error; the Bernoulli likelihood is the binary cross-entropy"),
+    ]
+    hint = next((h for wrong, h in slips if _close(got, wrong, atol=1e-3)),
+                "-ELBO = sum over pixels of BCE(logits, x) + 0.5 * sum over z of (mu^2 + exp(logvar) - 1 - logvar)")
+    raise ExerciseError(f"negative_elbo differs from the reference (max abs difference "
+                        f"{_max_diff(got, want):.3g} nats): {hint}.")
+
+
+# ---- notebook 03 ---------------------------------------------------------------------------------
+_CYCLICAL_CASES = ((100, 4, 0.5, 1.0), (90, 3, 0.25, 1.0), (10, 3, 0.5, 2.0), (50, 1, 1.0, 1.0), (37, 5, 0.8, 0.5))
+
+
+def check_cyclical_beta(student_fn) -> bool:
+    """``student_fn(step, total_steps, n_cycles, ratio, beta_max)`` must equal ``CyclicalBeta`` at every step."""
+    for total, cycles, ratio, beta_max in _CYCLICAL_CASES:
+        reference = CyclicalBeta(beta_max, total, cycles, ratio)
+        for step in range(total):
+            call = (f"cyclical_beta(step={step}, total_steps={total}, n_cycles={cycles}, ratio={ratio}, "
+                    f"beta_max={beta_max})")
+            try:
+                got = student_fn(step, total, cycles, ratio, beta_max)
+            except Exception as error:
+                raise ExerciseError(f"{call} raised {type(error).__name__}: {error}") from error
+            if isinstance(got, torch.Tensor) and got.numel() == 1:
+                got = got.item()
+            if not isinstance(got, numbers.Real) or isinstance(got, bool):
+                raise ExerciseError(f"{call} returned {got!r}; expected a number.")
+            want = reference(step)
+            if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+                raise ExerciseError(f"{call} returned {got:.4g}, expected {want:.4g}: "
+                                    f"{_cyclical_hint(step, total, cycles, ratio, beta_max, got)}.")
+    return passed("cyclical_beta", f"equals schedules.CyclicalBeta at every step of {len(_CYCLICAL_CASES)} settings")
+
+
+def _cyclical_hint(step, total, cycles, ratio, beta_max, got) -> str:
+    cycle = total / cycles
+    if step == 0 and math.isclose(got, beta_max * min(1.0, (1 / cycle) / ratio)):
+        return "steps are 0-based here: the first step (step 0) starts the ramp at beta = 0"
+    if math.isclose(got, beta_max * (step % math.ceil(cycle)) / cycle, abs_tol=1e-9):
+        return f"the ramp must reach beta_max after the first ratio = {ratio} of each cycle (divide tau by ratio)"
+    if got > beta_max + 1e-9:
+        return "beta never exceeds beta_max: cap the ramp with min(1, tau / ratio)"
+    if cycle != int(cycle):
+        return (f"{total} steps in {cycles} cycles: a cycle restarts every ceil(T / M) = {math.ceil(cycle)} steps, "
+                f"and tau = (step mod ceil(T / M)) / (T / M), as in Fu et al.'s Eq. 5")
+    return "tau = (step mod ceil(T / M)) / (T / M); beta = beta_max * min(1, tau / ratio)"
+
+
+def check_active_units(student_fn) -> bool:
+    """``student_fn(posterior_means, threshold)`` must count the active units as ``evaluate.active_units``."""
+    gen = torch.Generator().manual_seed(2)
+    scales = torch.tensor([1.0, 0.5, 0.001, 0.2, 0.01, 0.0, 2.0, 0.03])   # std over the data per unit
+    offsets = torch.linspace(-3.0, 3.0, len(scales))                     # a constant shift must not count
+    cases = {"8 units of different spreads": offsets + scales * torch.randn(500, len(scales), generator=gen),
+             "all inactive": 0.001 * torch.randn(300, 4, generator=gen) + 5.0}
+    for label, means in cases.items():
+        for threshold in (0.01, 0.1):
+            want, _ = active_units(means, threshold)
+            call = f"count_active_units(<{label}: means {tuple(means.shape)}>, threshold={threshold})"
+            try:
+                got = student_fn(means.clone(), threshold)
+            except Exception as error:
+                raise ExerciseError(f"{call} raised {type(error).__name__}: {error}") from error
+            if isinstance(got, torch.Tensor) and got.dtype == torch.bool:
+                raise ExerciseError(f"{call} returned a mask; return the number of active units (an int).")
+            if isinstance(got, torch.Tensor) and got.numel() == 1:
+                got = got.item()
+            if not isinstance(got, numbers.Integral) and not (isinstance(got, float) and got.is_integer()):
+                raise ExerciseError(f"{call} returned {got!r}; expected a whole number of units.")
+            if int(got) != want:
+                per_image = int((means.var(dim=1) > threshold).sum())
+                hint = ("the variance is taken over the data (dim=0, one value per unit), not over the units"
+                        if got == per_image and per_image != want else
+                        "a unit is active when the variance of its mean over the data exceeds the threshold, "
+                        "Var_n(means[n, u]) > threshold; its average value does not matter")
+                raise ExerciseError(f"{call} returned {got}, expected {want}: {hint}.")
+    return passed("count_active_units", "agrees with evaluate.active_units")
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _call(name, student_fn, *args, detach: bool = True):
+    if not callable(student_fn):
+        raise ExerciseError(f"{name}: expected a function, got {type(student_fn).__name__}.")
+    try:
+        out = student_fn(*args)
+    except Exception as error:  # any mistake of the student's code is reported, not crashed on
+        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
+    if not isinstance(out, torch.Tensor):
+        raise ExerciseError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
+    return out.detach() if detach else out
+
+
+def _check_shape(name: str, got: torch.Tensor, shape) -> None:
+    if got.shape != shape:
+        raise ExerciseError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(shape)}.")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=RTOL))
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
+
+
+def _fmt(values: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values.tolist()) + "]"

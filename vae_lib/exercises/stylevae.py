@@ -1,0 +1,227 @@
+"""Exercises of notebooks 06 (the StyleGAN-VAE) and 07 (the perceptual loss), checked against vae_lib.
+
+Each ``check_*`` calls the student's function on fixed inputs, compares it with what ``vae_lib``
+computes, and raises ``ExerciseError`` with a hint about the usual mistake when they differ.
+``solution_*`` are written by hand, as a student would, for reference.
+
+=========================  ==============================================  ===================================
+check                      the student writes                              compared with
+=========================  ==============================================  ===================================
+check_style_vae_loss       style_vae_loss(x_hat, x, mu, logvar, beta) -> ()  ``StyleVAELoss(perceptual_weight=0)``
+check_psnr                 psnr(x, y, value_range) -> (B,) dB              ``vae_lib.evaluate.psnr``
+check_gram_matrix          gram_matrix(features) (B, C, H, W) -> (B, C, C)  F F^T / (H W), F = features (B, C, HW)
+check_perceptual_distance  perceptual_distance(vgg, x_hat, x) -> (B,)      ``VGGPerceptual.forward``
+=========================  ==============================================  ===================================
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import torch
+
+from vae_lib.evaluate import psnr as reference_psnr
+from vae_lib.exercises import ExerciseError, passed
+from vae_lib.losses import kl_standard_normal
+from vae_lib.perceptual import StyleVAELoss, VGGPerceptual
+
+ATOL = 1e-4
+PSNR_ATOL_DB = 1e-3
+
+
+# ---- reference solutions -------------------------------------------------------------------------
+def solution_style_vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                            beta: float) -> torch.Tensor:
+    """The card's loss without the perceptual term: mean over the batch of ||x - x_hat||^2 + beta KL."""
+    squared_error = ((x_hat - x) ** 2).sum(dim=(1, 2, 3))
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(dim=1)
+    return (squared_error + beta * kl).mean()
+
+
+def solution_psnr(x: torch.Tensor, y: torch.Tensor, value_range=(0.0, 1.0)) -> torch.Tensor:
+    """10 log10(R^2 / MSE) per image, R = hi - lo; x, y (B, C, H, W) -> (B,) dB."""
+    lo, hi = value_range
+    mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10((hi - lo) ** 2 / mse)
+
+
+def solution_gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """G[b, c, d] = mean over the positions of features[b, c] * features[b, d]; (B, C, H, W) -> (B, C, C)."""
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def solution_perceptual_distance(vgg: VGGPerceptual, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """D * sum over layers of the mean squared feature difference, per image; D = C H W of one image."""
+    total = 0
+    for a, t in zip(vgg.activations(x_hat), vgg.activations(x)):
+        total = total + ((a - t) ** 2).mean(dim=(1, 2, 3))
+    return x[0].numel() * total
+
+
+# ---- checks --------------------------------------------------------------------------------------
+def check_style_vae_loss(student_fn) -> bool:
+    """``student_fn(x_hat, x, mu, logvar, beta)`` must equal ``StyleVAELoss(perceptual_weight=0)``'s "loss"."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 3, 6, 6, generator=gen) * 2 - 1
+    x_hat = torch.tanh(x + 0.4 * torch.randn(x.shape, generator=gen))
+    mu, logvar = torch.randn(3, 5, generator=gen), 0.8 * torch.randn(3, 5, generator=gen)
+    loss = StyleVAELoss(perceptual_weight=0.0, vgg_weights=None)
+    squared_error = (x_hat - x).pow(2).flatten(1)
+    kl = kl_standard_normal(mu, logvar)
+    kl_log_sigma = 0.5 * (mu ** 2 + (2 * logvar).exp() - 1 - 2 * logvar)
+    for beta in (0.3, 1.0, 0.0):
+        got = _call("style_vae_loss", student_fn, x_hat, x, mu, logvar, beta)
+        if got.numel() != 1:
+            raise ExerciseError(f"style_vae_loss returned shape {tuple(got.shape)}: return one number, the "
+                                "mean over the batch of each image's loss.")
+        got = got.reshape(())
+        want = loss(lambda _: (x_hat, mu, logvar), (x,), beta=beta)["loss"]
+        if _close(got, want):
+            continue
+        wrong = {
+            "you averaged the squared error over the pixels: the card's ||x - x_hat||^2 is a sum over the "
+            "C H W values of each image (a Gaussian log-likelihood sums over pixels)":
+                (squared_error.mean(1) + beta * kl.sum(1)).mean(),
+            "you averaged the KL over the latent dimensions: it is a sum over them, nats per image":
+                (squared_error.sum(1) + beta * kl.mean(1)).mean(),
+            "beta is missing: the KL term is multiplied by beta (0 during the warm-up's first step)":
+                (squared_error.sum(1) + kl.sum(1)).mean(),
+            "the KL enters the loss with a + sign (it is a cost), and KL = 0.5 sum(mu^2 + sigma^2 - 1 - log sigma^2) >= 0":
+                (squared_error.sum(1) - beta * kl.sum(1)).mean(),
+            "logvar is log sigma^2, so sigma^2 = exp(logvar), not exp(2 logvar)":
+                (squared_error.sum(1) + beta * kl_log_sigma.sum(1)).mean(),
+            "you summed over the batch: the loss is the mean over the images of the batch":
+                (squared_error.sum(1) + beta * kl.sum(1)).sum(),
+        }
+        hint = next((h for h, value in wrong.items() if _close(got, value)),
+                    "per image: sum over pixels of (x - x_hat)^2 plus beta times the KL summed over z; then the "
+                    "mean over the batch")
+        raise ExerciseError(f"style_vae_loss(beta={beta}) = {got.item():.4f}, the reference gives "
+                            f"{want.item():.4f}: {hint}.")
+    return passed("style_vae_loss", "equals StyleVAELoss with perceptual_weight=0 for beta in 0, 0.3, 1")
+
+
+def check_psnr(student_fn) -> bool:
+    """``student_fn(x, y, value_range)`` must equal ``vae_lib.evaluate.psnr`` (dB per image), in [0, 1] and [-1, 1]."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 3, 8, 8, generator=gen)
+    noise = torch.randn(x.shape, generator=gen) * torch.tensor([0.02, 0.05, 0.1, 0.2])[:, None, None, None]
+    for value_range in ((0.0, 1.0), (-1.0, 1.0)):
+        lo, hi = value_range
+        a, b = lo + (hi - lo) * x, lo + (hi - lo) * (x + noise)
+        got = _call("psnr", student_fn, a, b, value_range)
+        want = reference_psnr(a, b, value_range).float()
+        if got.shape != want.shape:
+            hint = (" (one value per image: average the squared error over each image's C, H, W, not over the "
+                    "whole batch)" if got.numel() == 1 else "")
+            raise ExerciseError(f"psnr returned shape {tuple(got.shape)}, expected {tuple(want.shape)}{hint}.")
+        got = got.float()
+        if _close(got, want, atol=PSNR_ATOL_DB):
+            continue
+        diff = (got - want).mean().item()
+        if abs(diff + 20 * math.log10(2)) < 1e-2:
+            hint = "the peak is the width of the value range, hi - lo (2 for images in [-1, 1]), not 1"
+        elif _close(got, 2 * want, atol=1e-2):
+            hint = "10 log10 of a ratio of powers (R^2 / MSE) -- or 20 log10(R / RMSE) -- not 20 log10(R^2 / MSE)"
+        elif _close(got, want * math.log(10), atol=1e-2):
+            hint = "decibels use log10, not the natural logarithm"
+        elif got.std() < 1e-3:
+            hint = "every image got the same value: average the squared error over each image (dims 1, 2, 3)"
+        else:
+            hint = "PSNR = 10 log10((hi - lo)^2 / MSE), MSE the mean of (x - y)^2 over one image's values"
+        raise ExerciseError(f"psnr(..., value_range={value_range}) differs from vae_lib.evaluate.psnr "
+                            f"(max |diff| {_max_diff(got, want):.3g} dB): {hint}.")
+    return passed("psnr", "equals vae_lib.evaluate.psnr for images in [0, 1] and in [-1, 1]")
+
+
+def check_gram_matrix(student_fn) -> bool:
+    """``student_fn(features)`` for (B, C, H, W) features must give the (B, C, C) Gram matrices / (H W)."""
+    gen = torch.Generator().manual_seed(6)
+    features = torch.relu(torch.randn(2, 4, 3, 5, generator=gen))
+    b, c, h, w = features.shape
+    got = _call("gram_matrix", student_fn, features)
+    want = torch.einsum("bchw,bdhw->bcd", features, features) / (h * w)
+    if got.shape != want.shape:
+        hint = {(b, h * w, h * w): ": that is F^T F, the positions against each other; the Gram matrix is F F^T, "
+                                   "channels against channels, with F = features.reshape(B, C, H * W)",
+                (c, c): ": keep the batch axis, one Gram matrix per image (torch.bmm or @ on (B, C, HW))"}
+        raise ExerciseError(f"gram_matrix returned shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+                            f"{hint.get(tuple(got.shape), '')}.")
+    if not _close(got, want):
+        if _close(got, want * h * w):
+            hint = "divide by H W, the number of positions (a mean over them), so the value does not grow with the image"
+        elif _close(got, want / c):
+            hint = "divide by H W only (the mean over positions), not by C H W"
+        else:
+            hint = ("G[b, c, d] = sum over positions p of F[b, c, p] F[b, d, p] / (H W), with "
+                    "F = features.reshape(B, C, H * W); do not mix the images of the batch")
+        raise ExerciseError(f"gram_matrix differs from the reference (max |diff| {_max_diff(got, want):.3g}): {hint}.")
+    return passed("gram_matrix", "equals F F^T / (H W) for each image")
+
+
+def check_perceptual_distance(student_fn) -> bool:
+    """``student_fn(vgg, x_hat, x)`` must equal ``vgg(x_hat, x)`` for a (random-weight) ``VGGPerceptual``."""
+    vgg = _small_vgg()
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 16, 16, generator=gen) * 2 - 1
+    x_hat = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    with torch.no_grad():
+        got = _call("perceptual_distance", student_fn, vgg, x_hat, x)
+        want = vgg(x_hat, x)
+        if got.shape != want.shape:
+            raise ExerciseError(f"perceptual_distance returned shape {tuple(got.shape)}, expected "
+                                f"{tuple(want.shape)}: one distance per image (average within each image only).")
+        if _close(got, want, atol=1e-3 * want.abs().max().item()):
+            return passed("perceptual_distance", "equals VGGPerceptual.forward")
+        pairs = list(zip(vgg.activations(x_hat), vgg.activations(x)))
+        per_layer_mean = torch.stack([(a - t).pow(2).flatten(1).mean(1) for a, t in pairs])
+        per_layer_sum = torch.stack([(a - t).pow(2).flatten(1).sum(1) for a, t in pairs])
+        d = x[0].numel()
+    wrong = {
+        "multiply by D = C H W of the input image (3 * 16 * 16 here): that puts the distance on the scale of a "
+        "per-image sum of squared pixel errors": per_layer_mean.sum(0),
+        "you summed each layer's squared error over its values: take the mean over each layer's C H W values "
+        "(so a wide shallow layer does not drown the deep ones), then multiply by D": per_layer_sum.sum(0),
+        "add the layers' distances up; do not average them": d * per_layer_mean.mean(0),
+        "compare the VGG activations of x_hat and x (vgg.activations), not the pixels":
+            d * (x_hat - x).pow(2).flatten(1).mean(1),
+    }
+    rtol = 1e-3
+    hint = next((h for h, value in wrong.items() if _close(got, value, atol=rtol * value.abs().max().item())),
+                "D * sum over layers l of mean((phi_l(x_hat) - phi_l(x))^2 over C_l H_l W_l), per image")
+    raise ExerciseError(f"perceptual_distance differs from VGGPerceptual (got {got.tolist()}, expected "
+                        f"{want.tolist()}): {hint}.")
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _small_vgg() -> VGGPerceptual:
+    """Random-weight VGG19 cut after relu2_2, built once; the global RNG is left as it was."""
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # the "random features" warning: intended here
+        torch.manual_seed(0)
+        return VGGPerceptual(layers=("relu1_2", "relu2_2"), weights=None)
+
+
+def _call(name, student_fn, *args):
+    if not callable(student_fn):
+        raise ExerciseError(f"{name}: expected a function, got {type(student_fn).__name__}.")
+    try:
+        out = student_fn(*args)
+    except Exception as error:  # any mistake of the student's code is reported, not crashed on
+        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
+    if not isinstance(out, torch.Tensor):
+        raise ExerciseError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
+    return out.detach()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
+    a, b = a.double(), b.double()
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
