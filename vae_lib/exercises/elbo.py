@@ -25,10 +25,11 @@ import torch.nn.functional as F
 
 from vae_lib.evaluate import active_units
 from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal, log_likelihood
 from vae_lib.schedules import CyclicalBeta
 
-ATOL, RTOL = 1e-4, 1e-5
+ATOL = 1e-4
 
 
 # ---- reference solutions -------------------------------------------------------------------------
@@ -272,29 +273,16 @@ def check_active_units(student_fn) -> bool:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _call(name, student_fn, *args, detach: bool = True):
-    if not callable(student_fn):
-        raise ExerciseError(f"{name}: expected a function, got {type(student_fn).__name__}.")
-    try:
-        out = student_fn(*args)
-    except Exception as error:  # any mistake of the student's code is reported, not crashed on
-        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
-    if not isinstance(out, torch.Tensor):
-        raise ExerciseError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
-    return out.detach() if detach else out
 
 
-def _check_shape(name: str, got: torch.Tensor, shape) -> None:
-    if got.shape != shape:
-        raise ExerciseError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(shape)}.")
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=RTOL))
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.double() - b.double()).abs().max().item()
+
+
+
+
 
 
 def _fmt(values: torch.Tensor) -> str:

@@ -19,6 +19,7 @@ import torch
 
 from vae_lib.evaluate import evaluation_mode
 from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import call_student
 from vae_lib.metrics import frechet_distance
 from vae_lib.models.cvae import CVAE
 from vae_lib.viz import interpolate_latents
@@ -57,7 +58,7 @@ def check_slerp(student_fn) -> bool:
     steps = 5
     want = interpolate_latents(z_a, z_b, steps, spherical=True)
     for i, t in enumerate(torch.linspace(0, 1, steps).tolist()):
-        got = _call("slerp", student_fn, z_a.clone(), z_b.clone(), t)
+        got = call_student("slerp", student_fn, z_a.clone(), z_b.clone(), t, tensor=False)
         if not isinstance(got, torch.Tensor) or got.shape != z_a.shape:
             raise ExerciseError(f"slerp must return a tensor of shape {tuple(z_a.shape)}, got "
                                 f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
@@ -87,7 +88,7 @@ def check_class_swap(student_fn) -> bool:
     z = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
     with evaluation_mode(model):
         want = solution_class_swap(model, z)
-        got = _call("decode_every_class", student_fn, model, z.clone())
+        got = call_student("decode_every_class", student_fn, model, z.clone(), tensor=False)
         logits = torch.stack([model.decode_params(z, torch.full((2,), c)) for c in range(3)], dim=1)
     if not isinstance(got, torch.Tensor):
         raise ExerciseError(f"decode_every_class must return a tensor, got {type(got).__name__}.")
@@ -119,7 +120,7 @@ def check_frechet_1d(student_fn) -> bool:
     for mu1, s1, mu2, s2 in cases:
         want = frechet_distance(torch.tensor([mu1]), torch.tensor([[s1 ** 2]]),
                                 torch.tensor([mu2]), torch.tensor([[s2 ** 2]]))
-        got = _call("frechet_1d", student_fn, mu1, s1, mu2, s2)
+        got = call_student("frechet_1d", student_fn, mu1, s1, mu2, s2, tensor=False)
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -137,11 +138,3 @@ def check_frechet_1d(student_fn) -> bool:
         raise ExerciseError(f"frechet_1d({mu1}, {s1}, {mu2}, {s2}) = {got:.4g}, expected {want:.4g}: {hint}.")
     return passed("frechet_1d", "matches vae_lib.metrics.frechet_distance")
 
-
-def _call(name, fn, *args):
-    try:
-        return fn(*args)
-    except ExerciseError:
-        raise
-    except Exception as error:  # the student's code failed: say where, keep the original error
-        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error

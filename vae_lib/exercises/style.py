@@ -20,6 +20,7 @@ import math
 import torch
 
 from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.nn.style import AdaIN, MappingNetwork, PixelNorm, mix_styles
 
 ATOL = 1e-4
@@ -149,29 +150,16 @@ def check_mixing(student_fn) -> bool:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _call(name, student_fn, *args):
-    if not callable(student_fn):
-        raise ExerciseError(f"{name}: expected a function, got {type(student_fn).__name__}.")
-    try:
-        out = student_fn(*args)
-    except Exception as error:  # any mistake of the student's code is reported, not crashed on
-        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
-    if not isinstance(out, torch.Tensor):
-        raise ExerciseError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
-    return out.detach()
 
 
-def _check_shape(name: str, got: torch.Tensor, shape) -> None:
-    if got.shape != shape:
-        raise ExerciseError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(shape)}.")
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
+
+
+
+
 
 
 def _normalised_over(x, dims, scale, bias, eps: float = 1e-5, unbiased: bool = False):

@@ -23,6 +23,7 @@ import torch
 
 from vae_lib.evaluate import psnr as reference_psnr
 from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.perceptual import StyleVAELoss, VGGPerceptual
 
@@ -206,22 +207,9 @@ def _small_vgg() -> VGGPerceptual:
         return VGGPerceptual(layers=("relu1_2", "relu2_2"), weights=None)
 
 
-def _call(name, student_fn, *args):
-    if not callable(student_fn):
-        raise ExerciseError(f"{name}: expected a function, got {type(student_fn).__name__}.")
-    try:
-        out = student_fn(*args)
-    except Exception as error:  # any mistake of the student's code is reported, not crashed on
-        raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
-    if not isinstance(out, torch.Tensor):
-        raise ExerciseError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
-    return out.detach()
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
-    a, b = a.double(), b.double()
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.double() - b.double()).abs().max().item()
+
+
