@@ -54,14 +54,14 @@ test: $(STAMP)
 	@mkdir -p $(STATE)
 	rm -rf $(BUILD)/test-runs
 	VAE_COURSE_PRESET=smoke VAE_RUNS_DIR=$(abspath $(BUILD))/test-runs \
-	  $(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
 test-lib: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 test-notebooks: $(STAMP)
 	VAE_COURSE_PRESET=smoke VAE_RUNS_DIR=$(abspath $(BUILD))/test-runs \
-	  $(BIN)/python -m pytest notebooks --nbval-lax --sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
+	  $(BIN)/python -m pytest notebooks --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
