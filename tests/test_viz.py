@@ -468,3 +468,21 @@ def test_feature_maps_bad_input():
         viz.feature_maps([torch.zeros(3, 4, 4)], ["a", "b"])
     with pytest.raises(ValueError, match="empty"):
         viz.feature_maps([])
+
+
+def test_mixing_influence_curves_one_line_per_model_and_resolution_labels():
+    values = {"a": torch.tensor([0.0, 0.1, 0.5, 1.0]), "b": [0.0, 0.6, 0.9, 1.0]}
+    fig = viz.mixing_influence_curves(values, layer_resolutions=[4, 4, 8])
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if line.get_label() in values]
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    np.testing.assert_allclose(lines[0].get_ydata(), [0.0, 0.1, 0.5, 1.0])
+    np.testing.assert_array_equal(lines[1].get_xdata(), [0, 1, 2, 3])
+    top = ax.child_axes[0]     # the secondary axis with one resolution per layer
+    assert [t.get_text() for t in top.get_xticklabels()] == ["4", "4", "8"]
+    assert ax.get_yscale() == "linear"
+    assert viz.mixing_influence_curves(values, log_scale=True).axes[0].get_yscale() == "symlog"
+    with pytest.raises(ValueError, match="same shape"):
+        viz.mixing_influence_curves({"a": [0.0, 1.0], "b": [0.0, 0.5, 1.0]})
+    with pytest.raises(ValueError, match="layer resolutions"):
+        viz.mixing_influence_curves(values, layer_resolutions=[4, 8])

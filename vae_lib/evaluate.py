@@ -183,6 +183,39 @@ def psnr(x: torch.Tensor, y: torch.Tensor, value_range=(0.0, 1.0)) -> torch.Tens
     return 10.0 * torch.log10((hi - lo) ** 2 / mse)
 
 
+def mixing_influence(model, z_rows: torch.Tensor, z_cols: torch.Tensor, *,
+                     noise_mode: str | None = "const") -> torch.Tensor:
+    """How much of a style-mixed image the coarse code decides, for each crossover k = 0 .. L: (L + 1,).
+
+    For a StyleGAN-like model (``decode(z, noise_mode)``, ``mix(z1, z2, k, noise_mode)``,
+    ``num_style_layers`` L) and every pair of a row code z_rows[i] and a column code z_cols[j]
+    (z_rows (R, z), z_cols (K, z)): a = decode(z_rows[i]), b = decode(z_cols[j]),
+    m_k = mix(z_rows[i], z_cols[j], k) (layers [0, k) from the row's code). Returns
+
+        influence(k) = sum_ij ||m_k - b||^2 / sum_ij ||a - b||^2,
+
+    0 where the mixed images equal their column's (k = 0) and 1 where they equal their row's (k = L);
+    the rise between two crossovers is the share of the picture that the layers in between control
+    (it can overshoot 1 when mixed styles clash). ``noise_mode="const"`` fixes the noise injections.
+    Runs under ``evaluation_mode``.
+    """
+    if z_rows.ndim != 2 or z_cols.ndim != 2 or z_rows.shape[1] != z_cols.shape[1]:
+        raise ValueError(f"z_rows and z_cols must have shapes (R, z) and (K, z), got {tuple(z_rows.shape)} "
+                         f"and {tuple(z_cols.shape)}.")
+    device = model_device(model)
+    rows, cols = len(z_rows), len(z_cols)
+    z1 = z_rows.to(device).repeat_interleave(cols, 0)       # pair (i, j) at index i * K + j
+    z2 = z_cols.to(device).repeat(rows, 1)
+    with evaluation_mode(model):
+        b = model.decode(z2, noise_mode=noise_mode).double()
+        spread = (model.decode(z1, noise_mode=noise_mode).double() - b).pow(2).sum()
+        if spread == 0:
+            raise ValueError("The row and column codes decode to identical images: nothing to attribute.")
+        moved = [(model.mix(z1, z2, k, noise_mode=noise_mode).double() - b).pow(2).sum()
+                 for k in range(model.num_style_layers + 1)]
+    return (torch.stack(moved) / spread).cpu()
+
+
 def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD):
     """Active units (Burda et al., 2016) from the encoder means of a data set.
 

@@ -506,3 +506,40 @@ def feature_maps(activations, layer_names=None, n_channels: int = 6, *, title: s
         fig.suptitle(title, fontsize=10)
     return fig
 
+
+def mixing_influence_curves(influences: dict, layer_resolutions=None, *, log_scale: bool = False,
+                            dpi: int = DPI) -> Figure:
+    """One curve per model of ``evaluate.mixing_influence``: how much of a style-mixed image the
+    row's (coarse) code decides, against the crossover k = 0 .. L.
+
+    influences: {name: (L + 1,) values}. ``layer_resolutions`` (L,), e.g. ``synthesis.layer_resolutions``,
+    labels each step k -> k + 1 with the resolution of the layer it hands over. A steep rise between
+    two crossovers means the layers in between control much of the picture. ``log_scale``: a symlog
+    y axis (linear below 1e-3), to see small shares next to 1.
+    """
+    if not influences:
+        raise ValueError("No influence curves to draw.")
+    curves = {name: torch.as_tensor(v).detach().cpu().double().numpy() for name, v in influences.items()}
+    lengths = {len(v) for v in curves.values()}
+    if len(lengths) != 1 or any(v.ndim != 1 for v in curves.values()):
+        raise ValueError("Every influence curve must have the same shape (L + 1,) (one value per crossover).")
+    num_layers = lengths.pop() - 1
+    if layer_resolutions is not None and len(layer_resolutions) != num_layers:
+        raise ValueError(f"Got {len(layer_resolutions)} layer resolutions for {num_layers} style layers.")
+    fig = Figure(figsize=(5.5, 3.0), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        ax.plot(np.arange(num_layers + 1), values, "o-", ms=4, label=str(name))
+    ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+    if log_scale:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xticks(np.arange(num_layers + 1))
+    ax.set_xlabel("crossover k: layers < k from the row's code")
+    ax.set_ylabel("share of row - column difference")
+    if layer_resolutions is not None:
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(np.arange(num_layers) + 0.5, [str(r) for r in layer_resolutions], fontsize="small")
+        top.set_xlabel("resolution of layer k (px)", fontsize="small")
+    ax.legend(fontsize="small")
+    return fig
+

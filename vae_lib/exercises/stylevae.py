@@ -27,7 +27,6 @@ from vae_lib.exercises import call_student as _call, close as _close, max_diff a
 from vae_lib.losses import kl_standard_normal
 from vae_lib.perceptual import StyleVAELoss, VGGPerceptual
 
-ATOL = 1e-4
 PSNR_ATOL_DB = 1e-3
 
 
@@ -205,11 +204,3 @@ def _small_vgg() -> VGGPerceptual:
         warnings.simplefilter("ignore")    # the "random features" warning: intended here
         torch.manual_seed(0)
         return VGGPerceptual(layers=("relu1_2", "relu2_2"), weights=None)
-
-
-
-
-
-
-
-
