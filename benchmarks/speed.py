@@ -204,7 +204,10 @@ def run_model(model_name: str, args) -> dict:
     workers, failed = [], {}
     for path in paths:
         w = Worker(model_name, path, args)
-        w.info = w.read()
+        try:
+            w.info = w.read()
+        except RuntimeError as error:  # the worker died while starting
+            w.info = {"error": str(error)}
         if "error" in w.info:
             failed[path] = {"error": w.info["error"]}
             print(f"   {path}: FAILED: {w.info['error']}", flush=True)
@@ -284,6 +287,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=lambda s: dict((k, int(v)) for k, v in [s.split("=")]), default={},
                         help="override one model's batch size, e.g. --batch stylevae-128=1")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON file (default {DEFAULT_OUT}; quick: none)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other models' results already in --out (re-measure some models only)")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -299,6 +304,10 @@ def main(argv=None) -> None:
                                                                    if k not in ("worker", "batch_size", "out")},
                "models": {}}
     out = args.out or (None if args.quick else DEFAULT_OUT)
+    if args.update and out is not None and out.exists():
+        results["earlier_runs"] = json.loads(out.read_text())
+        kept = results["earlier_runs"].pop("models")
+        results["models"] = {k: v for k, v in kept.items() if k not in args.models}
     for name in args.models:
         results["models"][name] = run_model(name, args)
         results["load_average_end"] = os.getloadavg()
