@@ -533,6 +533,8 @@ def mixing_influence_curves(influences: dict, layer_resolutions=None, *, log_sca
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
     if log_scale:
         ax.set_yscale("symlog", linthresh=1e-3)
+        if min(v.min() for v in curves.values()) >= 0:
+            ax.set_ylim(bottom=0.0)
     ax.set_xticks(np.arange(num_layers + 1))
     ax.set_xlabel("crossover k: layers < k from the row's code")
     ax.set_ylabel("share of row - column difference")
