@@ -98,12 +98,14 @@ class MappingNetwork(nn.Module):
         w = self.net(z)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                # In the buffer's dtype: under autocast w is bf16/fp16 and lerp needs one dtype.
+                batch_mean = w.detach().mean(dim=0).to(self.w_avg.dtype)
+                self.w_avg.copy_(batch_mean.lerp(self.w_avg, self.w_avg_beta))
         return self.truncate(w, truncation_psi)
 
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
         """w_avg + psi (w - w_avg): psi = 1 leaves w alone, psi = 0 gives the average w."""
-        return w if psi == 1 else self.w_avg.lerp(w, psi)
+        return w if psi == 1 else self.w_avg.to(w.dtype).lerp(w, psi)
 
     @torch.no_grad()
     def init_w_avg(self, num_samples: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
