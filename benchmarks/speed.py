@@ -57,7 +57,7 @@ MODELS = {
     "stylevae-quick": ("StyleGAN-VAE CPU preset: 64 px, 64 channels, z=128", 32,
                        ["fp32-nchw-malloc", "fp32-nchw", "channels_last", "bf16", "channels_last+bf16"], 4, 3),
     "stylevae-128": ("StyleGAN-VAE card: 128 px, 512 channels, z=512 (MSE + KL)", 2,
-                     ["fp32-nchw-malloc", "fp32-nchw", "channels_last", "channels_last+bf16"], 2, 2),
+                     ["fp32-nchw-malloc", "fp32-nchw", "channels_last", "bf16", "channels_last+bf16"], 2, 2),
 }
 
 

@@ -1,7 +1,8 @@
 """Time to quality on Fashion-MNIST: the card-1 CVAE with vae_lib's Trainer against pythae's VAE.
 
     pip install pythae==0.1.2          # benchmark-only; installs beside the pinned torch
-    python benchmarks/time_to_quality.py --budget-s 900
+    python benchmarks/time_to_quality.py --order one-at-a-time --autocast none bf16
+    python benchmarks/time_to_quality.py --order together     # 1 thread each, at the same time
     # -> benchmarks/results/time_to_quality.json
 
 Both train on the full Fashion-MNIST training set (``vae_lib.data.load_dataset``, pixels in [0, 1])
@@ -11,16 +12,18 @@ KL(q(z|x) || N(0, I)) (exact). The clocks count training only: they stop for eac
 run ends at the target (default 240.8 nats, what pythae's VAE reached in about 300 s on the
 reference 2-core CPU), at ``--budget-s`` of training, or after ``--max-epochs``.
 
-The two runs go side by side (two processes at once, ``--threads`` each, 1 by default), so that
-on a shared machine both see the same load; ``--which ours|pythae`` runs one alone. Two clocks:
-wall time, and the CPU time of the process (``--clock cpu``, the default: with one thread each,
-it is what the wall time would be on a quiet core, whatever else the machine runs).
+Each run is its own process. ``--order together`` (the default) starts them all at once, with
+``--threads`` each (1 by default), so that on a shared machine all see the same load; ``--order
+one-at-a-time`` runs them one after another, each with the whole machine (every core by default),
+which is how a user trains. Two clocks: wall time, and the CPU time of the process (``--clock``
+picks the one ``--budget-s`` counts). ``--autocast none bf16`` runs ours once per mode.
 
 The contestants:
 
 * ours: the card-1 CVAE (``cvae-full`` config: AdamW lr 2e-3, batch 128, clip 1), KL weight
   warmed up from 0 to 1 over ``--warmup-steps`` (default 500, about one epoch; the card's 5000 is
-  tuned for 50 epochs), speed options at their defaults (channels_last), data in memory.
+  tuned for 50 epochs), speed options at their defaults (channels_last on the CPU in fp32), data
+  in memory; with ``--autocast bf16`` too.
 * pythae: ``VAE`` with ``Encoder_ResNet_VAE_MNIST`` / ``Decoder_ResNet_AE_MNIST``, latent 16,
   "bce" reconstruction, its ``BaseTrainer`` (Adam, lr ``--pythae-lr`` default 1e-3, batch 64, its
   DataLoader). It conditions on nothing, ours on the class: part of the card's design.
@@ -84,6 +87,7 @@ def run_ours(args) -> dict:
     config = get_config("cvae-full", dataset="fashion-mnist", **{
         "train.beta.warmup_steps": args.warmup_steps, "train.num_threads": args.threads,
         "train.device": args.device, "train.epochs": args.max_epochs, "train.autocast": args.autocast,
+        "train.batch_size": args.batch_size, "train.lr_schedule": args.lr_schedule,
         "train.channels_last": json.loads(args.channels_last) if args.channels_last != "auto" else "auto"})
     seed_everything(0)
     trainer = Trainer(build_model(config), build_loss(config), config.train, progress=False)
@@ -170,41 +174,68 @@ def time_to_target(log: list, target: float, key: str) -> float | None:
     return hit[0] if hit else None
 
 
-def side_by_side(args) -> dict:
-    which = ["ours", "pythae"]
-    procs = {}
-    for name in which:
-        cmd = [sys.executable, __file__, "--which", name, "--child"] + _forward(args)
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                       env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    results = {}
-    for name, proc in procs.items():
+def contestants(args) -> list[tuple[str, str | None]]:
+    """(name, autocast) of each run: pythae, then ours once per ``--autocast`` mode."""
+    ours = [("ours" if mode == "none" else f"ours-{mode}", None if mode == "none" else mode)
+            for mode in args.autocast]
+    return ([("pythae", None)] if args.which in ("all", "pythae") else []) + \
+        (ours if args.which in ("all", "ours") else [])
+
+
+def run_all(args) -> dict:
+    """Each contestant in its own process: all at once (``--order together``, the default, so that
+    they share the machine's load) or one after another (``--order one-at-a-time``, each with the
+    whole machine)."""
+    def start(name, mode):
+        which = "pythae" if name == "pythae" else "ours"
+        cmd = [sys.executable, __file__, "--which", which, "--child"] + _forward(args, mode)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+
+    def finish(proc):
         out, _ = proc.communicate()
         lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
         finals = [ln["result"] for ln in lines if "result" in ln]
-        results[name] = finals[0] if finals else {"error": f"exit code {proc.returncode}"}
+        return finals[0] if finals else {"error": f"exit code {proc.returncode}"}
+
+    results = {}
+    if args.order == "together":
+        procs = {name: start(name, mode) for name, mode in contestants(args)}
+        for name, proc in procs.items():
+            results[name] = finish(proc)
+    else:
+        for name, mode in contestants(args):
+            print(f"{name}: training alone ...", flush=True)
+            results[name] = finish(start(name, mode))
     return results
 
 
-def _forward(args) -> list[str]:
-    return ["--threads", str(args.threads), "--clock", args.clock, "--budget-s", str(args.budget_s), "--max-epochs", str(args.max_epochs),
+def _forward(args, autocast_mode: str | None) -> list[str]:
+    return ["--threads", str(args.threads), "--clock", args.clock, "--batch-size", str(args.batch_size),
+            "--lr-schedule", args.lr_schedule, "--budget-s", str(args.budget_s), "--max-epochs", str(args.max_epochs),
             "--target", str(args.target), "--warmup-steps", str(args.warmup_steps),
             "--pythae-lr", str(args.pythae_lr), "--device", args.device, "--scratch", str(args.scratch),
-            "--channels-last", args.channels_last] + (["--autocast", args.autocast] if args.autocast else []) + \
+            "--channels-last", args.channels_last, "--autocast", autocast_mode or "none"] + \
         (["--n-train", str(args.n_train)] if args.n_train else []) + (["--n-test", str(args.n_test)] if args.n_test else [])
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--which", choices=("both", "ours", "pythae"), default="both")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in each run (default 1)")
+    parser.add_argument("--which", choices=("all", "ours", "pythae"), default="all")
+    parser.add_argument("--order", choices=("together", "one-at-a-time"), default="together",
+                        help="the runs at once (sharing the machine) or one after another (each alone)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in each run (default: 1 together, every core one at a time)")
     parser.add_argument("--budget-s", type=float, default=900.0, help="training seconds per run at most (--clock)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="what --budget-s counts")
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--target", type=float, default=TARGET_NATS, help="test -ELBO to reach, nats")
     parser.add_argument("--warmup-steps", type=int, default=500, help="our KL warm-up (steps)")
+    parser.add_argument("--batch-size", type=int, default=128, help="our batch size (the card's 128)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="ours: TrainConfig.lr_schedule; cosine spans --max-epochs")
     parser.add_argument("--pythae-lr", type=float, default=1e-3)
-    parser.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="ours: TrainConfig.autocast")
+    parser.add_argument("--autocast", nargs="+", choices=("none", "bf16", "fp16"), default=["none"],
+                        help="ours: TrainConfig.autocast; several modes give one run of ours each")
     parser.add_argument("--channels-last", choices=("auto", "true", "false"), default="auto",
                         help="ours: TrainConfig.channels_last")
     parser.add_argument("--device", default="cpu")
@@ -215,7 +246,9 @@ def main(argv=None) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.which == "pythae" or (args.which == "both" and not args.child):
+    if args.threads is None:
+        args.threads = 1 if args.order == "together" else os.cpu_count()
+    if args.which in ("pythae", "all") and not args.child:
         try:
             import pythae  # noqa: F401
         except ImportError:
@@ -224,14 +257,14 @@ def main(argv=None) -> None:
             print("pythae is not installed (pip install pythae==0.1.2): running ours only", flush=True)
             args.which = "ours"
     if args.child:
+        args.autocast = None if args.autocast[0] == "none" else args.autocast[0]
         result = run_ours(args) if args.which == "ours" else run_pythae(args)
         print(json.dumps({"result": result}), flush=True)
         return
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_start = os.getloadavg()
-    results = side_by_side(args) if args.which == "both" else {args.which: (run_ours if args.which == "ours"
-                                                                            else run_pythae)(args)}
+    results = run_all(args)
     summary = {}
     for name, result in results.items():
         log = result.get("epochs", [])
@@ -241,7 +274,7 @@ def main(argv=None) -> None:
                          "epochs": len(log), "train_s": log[-1]["train_s"] if log else None,
                          "train_cpu_s": log[-1]["train_cpu_s"] if log else None}
         wall, cpu = summary[name]["time_to_target_s"], summary[name]["cpu_time_to_target_s"]
-        print(f"{name:<7} " + (f"reached {args.target} nats after {cpu:.0f} CPU s ({wall:.0f} s wall) of training"
+        print(f"{name:<10} " + (f"reached {args.target} nats after {cpu:.0f} CPU s ({wall:.0f} s wall) of training"
                                if cpu else f"did not reach {args.target} nats") +
               f"; best {summary[name]['best_neg_elbo']:.1f} nats in {summary[name]['epochs']} epochs", flush=True)
     from speed import machine  # benchmarks/speed.py, beside this file

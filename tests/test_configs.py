@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -48,9 +49,15 @@ def test_hash_follows_the_content():
         get_config("cvae-quick", **{"train.beta.kind": "constant"}),
         get_config("cvae-quick", **{"model_kwargs.z_dim": 32}),
         get_config("cvae-quick", **{"n_train": 100}),
+        get_config("cvae-quick", **{"train.lr_schedule": "cosine"}),
     ]
     hashes = {c.hash() for c in changed}
     assert base.hash() not in hashes and len(hashes) == len(changed)
+    # A field added later counts only away from its default: runs cached before it keep their names.
+    data = base.to_dict()
+    del data["train"]["lr_schedule"]
+    assert json.dumps(data, sort_keys=True) != json.dumps(base.to_dict(), sort_keys=True)
+    assert base.hash() == hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
     # Key order inside a kwargs dict is not content.
     reordered = get_config("cvae-quick", model_kwargs={"likelihood": "bernoulli", "z_dim": 16})
     assert list(reordered.model_kwargs) != list(base.model_kwargs)

@@ -53,15 +53,23 @@ def test_a_channels_last_checkpoint_resumes_in_nchw(tmp_path):
     assert all(p.is_contiguous() for p in nchw.model.parameters())
 
 
-def test_auto_turns_channels_last_on_for_conv_models_on_cuda_only():
+def test_auto_channels_last_is_on_where_it_was_measured_faster():
+    from vae_lib.models.stylegan_vae import ConvolutionalVAE
     cvae, mlp = CVAE(), nn.Sequential(nn.Linear(4, 4))
-    assert has_conv2d(cvae) and not has_conv2d(mlp)
-    assert resolve_channels_last("auto", cvae, torch.device("cuda"))
-    assert not resolve_channels_last("auto", mlp, torch.device("cuda"))
-    for device in ("cpu", "mps"):  # measured: it depends on the model on the CPU
-        assert not resolve_channels_last("auto", cvae, torch.device(device))
-    assert resolve_channels_last(True, mlp, torch.device("cpu"))
-    assert not resolve_channels_last(False, cvae, torch.device("cuda"))
+    style = ConvolutionalVAE(z_dim=16, input_size=16, max_channels=16)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert has_conv2d(cvae) and has_conv2d(style) and not has_conv2d(mlp)
+    # CUDA: every conv model; never a model without convolutions.
+    assert resolve_channels_last("auto", cvae, cuda) and resolve_channels_last("auto", style, cuda)
+    assert resolve_channels_last("auto", cvae, cuda, "bf16")
+    assert not resolve_channels_last("auto", mlp, cuda)
+    # CPU: the CVAE in fp32 only; not with bf16, not the StyleGAN-VAE (slower there).
+    assert resolve_channels_last("auto", cvae, cpu)
+    assert not resolve_channels_last("auto", cvae, cpu, "bf16")
+    assert not resolve_channels_last("auto", style, cpu)
+    assert not resolve_channels_last("auto", cvae, torch.device("mps"))
+    # Explicit settings win.
+    assert resolve_channels_last(True, mlp, cpu) and not resolve_channels_last(False, cvae, cuda)
     assert TrainConfig().channels_last == "auto"
 
 

@@ -317,3 +317,36 @@ def test_malformed_loss_output_is_a_clear_error():
     trainer.loss_fn = vector_term
     with pytest.raises(ValueError, match="'kl' must be a scalar"):
         trainer.fit(fixed_batches())
+
+
+def test_cosine_lr_follows_the_half_cosine_over_the_planned_steps():
+    trainer = new_trainer(epochs=3, lr=1e-2, lr_schedule="cosine")
+    trainer.fit(ShuffledLoader())  # 3 epochs x 4 batches = 12 planned steps
+    lrs = [r["lr"] for r in trainer.history["steps"]]
+    expected = [0.5 * 1e-2 * (1 + math.cos(math.pi * s / 12)) for s in range(12)]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs[0] == 1e-2 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected[-1])
+    constant = new_trainer(epochs=3, lr=1e-2)
+    constant.fit(ShuffledLoader())
+    assert {r["lr"] for r in constant.history["steps"]} == {1e-2}
+
+
+def test_cosine_lr_resumes_on_the_same_curve(tmp_path):
+    straight = new_trainer(lr_schedule="cosine")
+    straight.fit(ShuffledLoader())
+    first = new_trainer(tmp_path, lr_schedule="cosine")
+    first.fit(ShuffledLoader(), epochs=1)  # the curve spans config.epochs, not this call's
+    second = new_trainer(tmp_path, model_seed=99, lr_schedule="cosine")
+    second.load_checkpoint()
+    second.fit(ShuffledLoader())
+    assert second.history["steps"] == straight.history["steps"]
+    assert_same(params(straight), params(second))
+
+
+def test_cosine_lr_without_a_known_length_is_a_clear_error():
+    trainer = new_trainer(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="needs the run's length"):
+        trainer.train_step(fixed_batches()[0])
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="step")

@@ -9,7 +9,8 @@
 Presets (``get_config(name, **overrides)``), one per model and course size::
 
     cvae-smoke       512 synthetic digits, 2 epochs                                  seconds (CI)
-    cvae-quick       20k auto-digits (MNIST, else Fashion-MNIST, else synthetic), 10 epochs   minutes
+    cvae-quick       all 60k auto-digits (MNIST, else Fashion-MNIST, else synthetic),
+                     10 epochs                                                       ~1 h on 2 CPU cores
     cvae-full        the card: MNIST, 50 epochs, batch 128                           a GPU
     stylevae-smoke   64 shapes at 32 px, a tiny StyleGAN-VAE                         seconds
     stylevae-quick   3k shapes at 64 px, z 128, channels <= 64, 5 epochs              minutes
@@ -36,6 +37,7 @@ from vae_lib import runtime
 MODELS = ("cvae", "stylegan-vae")
 BETA_KINDS = ("constant", "linear", "cyclical")
 AUTOCAST_MODES = (None, "bf16", "fp16", "auto")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class _JsonConfig:
@@ -95,18 +97,22 @@ class TrainConfig(_JsonConfig):
     epochs, every ``checkpoint_every_steps`` steps if set, and at the end. The progress bar's
     numbers are refreshed every ``log_every_steps`` steps; the history keeps every step.
 
+    ``lr_schedule``: "constant" (the card: ``lr`` throughout) or "cosine" (beyond the card: ``lr``
+    decays to 0 along a half cosine over the run's planned steps, ``epochs`` x batches per epoch or
+    ``max_steps``; for a fixed training budget, see ``benchmarks/time_to_quality.py``).
+
     Speed options (measured side by side in ``benchmarks/speed.py``, results in
     ``benchmarks/README.md``; see ``vae_lib.fastpaths``):
 
-    * ``channels_last``: True, False or "auto": on for models with 2-d convolutions on CUDA, and
-      on the CPU in fp32 (card-1 CVAE training 1.08x on top of the allocator tuning); off with
-      CPU bf16, where NCHW was faster. Results equal NCHW's to float round-off.
+    * ``channels_last``: True, False or "auto" (on for models with 2-d convolutions on CUDA; on the
+      CPU only for the card-1 CVAE in fp32, 1.17x training there, while it slowed the StyleGAN-VAE
+      to 0.91x and bf16 CVAE training to 0.82x). Results equal NCHW's to float round-off.
     * ``autocast``: None (fp32), "bf16", "fp16" (adds a gradient scaler) or "auto" (bf16 where
-      the CPU or GPU has it natively). Off by default: bf16 trained the CVAE 1.6x faster on an
-      AVX512-BF16 CPU, but the StyleGAN-VAE's mapping network fails under autocast (see
-      benchmarks/README.md).
+      the CPU or GPU has it natively). Off by default, because it changes the numbers: on an
+      AVX512-BF16 CPU bf16 trained the CVAE 1.29x faster than its fp32 default and the StyleGAN-VAE
+      1.7-1.9x; its effect on the ELBO is in benchmarks/README.md.
     * ``compile``: ``torch.compile`` of the loss with the model inside; off by default (a
-      compilation of minutes at the start, for 0-5 % on CPU training).
+      compilation of up to minutes at the start, for 2 % on CVAE training on the CPU).
     * ``num_threads``: ``torch.set_num_threads`` for the process (None: torch's default, one per
       physical core). On a machine shared with other jobs use 1.
     """
@@ -118,6 +124,7 @@ class TrainConfig(_JsonConfig):
     epochs: int = 50
     batch_size: int = 128
     lr: float = 2e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-4
     grad_clip: float | None = 1.0
     beta: BetaConfig = field(default_factory=BetaConfig)
@@ -145,12 +152,18 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.checkpoint_every_epochs < 1:
             raise ValueError(f"checkpoint_every_epochs must be >= 1, got {self.checkpoint_every_epochs}")
         if self.log_every_steps < 1:
             raise ValueError(f"log_every_steps must be >= 1, got {self.log_every_steps}")
+
+
+# name -> default of each TrainConfig field added after the first cached runs (see hash()).
+_LATER_TRAIN_FIELDS = {"lr_schedule": "constant"}
 
 
 @dataclass
@@ -178,8 +191,15 @@ class ExperimentConfig(_JsonConfig):
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
 
     def hash(self, length: int = 10) -> str:
-        """A digest of the whole content (sha256 of the sorted JSON); names the run directory."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A digest of the whole content (sha256 of the sorted JSON); names the run directory.
+
+        Fields added to ``TrainConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``) count only
+        when they differ from their defaults, so those runs keep their directories."""
+        data = self.to_dict()
+        for name, default in _LATER_TRAIN_FIELDS.items():
+            if data["train"].get(name) == default:
+                del data["train"][name]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:length]
 
     def run_name(self) -> str:
@@ -255,7 +275,7 @@ def _stylevae_smoke() -> ExperimentConfig:
 def _stylevae_quick() -> ExperimentConfig:
     # One step (forward + backward, batch 32, 64 px) costs 127 GFLOP with max_channels=64 and 491 with
     # 128 (torch.utils.flop_counter); the CVAE card's step at batch 128 costs 38. At 64 channels the
-    # ~470 steps below are about the CPU work of cvae-quick: minutes on 2 cores.
+    # 470 steps below are 60 TFLOP, a third of cvae-quick's 4690 steps (178 TFLOP).
     return ExperimentConfig(
         name="stylevae-quick", model="stylegan-vae", dataset="shapes",
         dataset_kwargs={"size": 64},

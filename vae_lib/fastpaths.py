@@ -25,14 +25,27 @@ def has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
 
 
+def _faster_in_channels_last_on_cpu(model: nn.Module) -> bool:
+    from vae_lib.models.cvae import CVAE  # the one model measured faster (benchmarks/speed.py)
+
+    return isinstance(model, CVAE)
+
+
 def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device,
                           autocast_mode: str | None = None) -> bool:
-    """``TrainConfig.channels_last`` -> bool. "auto" is on for conv models on CUDA, and on the CPU in
-    fp32 only: with bf16 autocast, NCHW was faster there (benchmarks/README.md). Off on MPS."""
+    """``TrainConfig.channels_last`` -> bool.
+
+    "auto" is on for conv models on CUDA (cuDNN's NHWC kernels). On the CPU it is on only where it
+    was measured faster (benchmarks/README.md, quiet 2-core AVX512 CPU): the card-1 CVAE in fp32,
+    training 1.17x on top of the tuned allocator; not with bf16 autocast (0.82x), and not for the
+    StyleGAN-VAE (0.91x training, 0.64x sampling). Off on MPS.
+    """
     if setting == "auto":
         if not has_conv2d(model):
             return False
-        return device.type == "cuda" or (device.type == "cpu" and autocast_mode is None)
+        if device.type == "cuda":
+            return True
+        return device.type == "cpu" and autocast_mode is None and _faster_in_channels_last_on_cpu(model)
     if isinstance(setting, bool):
         return setting
     raise ValueError(f"channels_last must be True, False or 'auto', got {setting!r}")

@@ -12,7 +12,7 @@ Counting: ``step`` is the 0-based index of an optimizer update and ``epoch`` the
 pass over the data; both are what the schedule and ``loss_fn`` see. ``trainer.step`` and
 ``trainer.epoch`` count the updates and epochs *done*. The history::
 
-    {"steps":  [{"step", "epoch", "beta", "loss", <terms>, "grad_norm"}, ...],   one per update
+    {"steps":  [{"step", "epoch", "beta", "lr", "loss", <terms>, "grad_norm"}, ...],   one per update
      "epochs": [{"epoch", "time_s", <mean of each of those terms>, "val_<term>"...}, ...]}
 
 ``grad_norm`` is the global gradient norm before clipping. Checkpoints (``run_dir/checkpoint.pt``,
@@ -26,8 +26,8 @@ leaving the last checkpoint as it was; Ctrl-C (KeyboardInterrupt) saves the curr
 re-raises.
 
 Speed (``TrainConfig.channels_last``, ``autocast``, ``compile``, ``num_threads``; see
-``vae_lib.fastpaths`` and ``benchmarks/``): channels_last is on for conv models by default, the
-others are opt-in.
+``vae_lib.fastpaths`` and ``benchmarks/``): by default channels_last on CUDA for conv models and
+on the CPU for the card-1 CVAE in fp32, where it was measured faster; the rest is opt-in.
 
 Several processes (``torchrun``; see ``vae_lib.distributed``): when a process group of 2+ ranks is
 initialised, the loss runs inside ``DistributedDataParallel``, ``fit`` shards in-memory loaders
@@ -161,6 +161,7 @@ class Trainer:
                                            weight_decay=self.config.weight_decay)
         self.step = 0
         self.epoch = 0
+        self._lr_steps: int | None = None
         self.history: dict[str, list[dict]] = {"steps": [], "epochs": []}
         self._seeded = False
         # The loader's state at the start of the unfinished epoch: what a resumed run replays.
@@ -184,6 +185,8 @@ class Trainer:
         epochs = self.config.epochs if epochs is None else epochs
         if self.schedule is None:
             self.schedule = build_schedule(self.config.beta, total_steps=self._planned_steps(train_loader))
+        # The whole run as configured (not this call's ``epochs``): what a cosine lr spans.
+        self._lr_steps = self._planned_steps(train_loader)
         if not self._seeded and self.step == 0:
             seed_everything(self.config.seed)
         self._seeded = True
@@ -266,6 +269,7 @@ class Trainer:
         if self.schedule is None:
             self.schedule = build_schedule(self.config.beta)
         beta = float(self.schedule(self.step))
+        lr = self._set_lr()
         batch = _to_device(batch, self.device)
         if self.channels_last:
             batch = to_channels_last(batch)
@@ -285,7 +289,7 @@ class Trainer:
             # Means over the ranks: the same record (and the same NaN verdict) on every rank.
             values = all_reduce_mean(values)
         values = values.tolist()
-        record = {"step": self.step, "epoch": epoch, "beta": beta, **dict(zip(names, values[:-1])),
+        record = {"step": self.step, "epoch": epoch, "beta": beta, "lr": lr, **dict(zip(names, values[:-1])),
                   "grad_norm": values[-1]}
         # With fp16 an inf gradient norm is an overflow the scaler answers by skipping the update.
         checked = values if self._scaler is None else values[:-1]
@@ -300,6 +304,20 @@ class Trainer:
         self.history["steps"].append(record)
         self.step += 1
         return record
+
+    def _set_lr(self) -> float:
+        """The learning rate of this step under ``config.lr_schedule``, set on the optimizer; a pure
+        function of the step and the planned steps, so a resumed run continues the same curve."""
+        if self.config.lr_schedule == "constant":
+            return self.config.lr
+        total = self._lr_steps if self._lr_steps is not None else self.config.max_steps
+        if not total:
+            raise ValueError("lr_schedule='cosine' needs the run's length: train with fit() on a loader "
+                             "with len(), or set max_steps.")
+        lr = 0.5 * self.config.lr * (1.0 + math.cos(math.pi * min(self.step, total) / total))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def _loss_terms(self, batch, beta: float, epoch: int) -> dict:
         if self.world_size == 1 and not self.config.compile:
