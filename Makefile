@@ -68,6 +68,7 @@ lab: $(STAMP)
 
 # For maintainers: the committed notebooks carry the outputs of the quick preset.
 refresh-notebooks: $(STAMP)
+	@mkdir -p $(STATE)
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
 	  VAE_COURSE_PRESET=$(PRESET) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \

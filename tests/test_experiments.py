@@ -118,3 +118,17 @@ def test_stylegan_vae_trains_a_step(tmp_path):
     assert info["step"] == 2 and type(model).__name__ == "ConvolutionalVAE"
     assert {"loss", "mse", "perceptual", "kl", "grad_norm"} <= set(history["steps"][0])
     assert "val_loss" not in history["epochs"][0]
+
+
+def test_a_run_saved_before_a_train_field_existed_is_still_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path))
+    config = tiny_cvae()
+    model, _, info = train_or_load(config, verbose=False)
+    saved = json.loads((info["run_dir"] / "config.json").read_text())
+    del saved["train"]["lr_schedule"]  # what a run saved before the field was added holds
+    (info["run_dir"] / "config.json").write_text(json.dumps(saved))
+    again, _, info2 = train_or_load(config, verbose=False)
+    assert info2["run_dir"] == info["run_dir"] and info2["status"] == "loaded"
+    assert_same(params(model), params(again))
+    with pytest.raises(ValueError, match="different config"):  # away from its default it is another run
+        train_or_load(tiny_cvae(**{"train.lr_schedule": "cosine"}), run_dir=info["run_dir"], verbose=False)

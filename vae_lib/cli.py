@@ -124,7 +124,7 @@ def _allow_runtime_changes(out: Path, config: ExperimentConfig, is_main: bool) -
     path = out / CONFIG_NAME
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    saved = ExperimentConfig.from_dict(json.loads(path.read_text())).to_dict()
     wanted = config.to_dict()
     runtime = TrainConfig.runtime_fields
     same_run = ({k: v for k, v in saved.get("train", {}).items() if k not in runtime}

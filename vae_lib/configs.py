@@ -10,7 +10,7 @@ Presets (``get_config(name, **overrides)``), one per model and course size::
 
     cvae-smoke       512 synthetic digits, 2 epochs                                  seconds (CI)
     cvae-quick       all 60k auto-digits (MNIST, else Fashion-MNIST, else synthetic),
-                     10 epochs                                                       ~1 h on 2 CPU cores
+                     10 epochs                                                       ~10 min on 2 CPU cores
     cvae-full        the card: MNIST, 50 epochs, batch 128                           a GPU
     stylevae-smoke   64 shapes at 32 px, a tiny StyleGAN-VAE                         seconds
     stylevae-quick   3k shapes at 64 px, z 128, channels <= 64, 5 epochs              minutes
