@@ -107,3 +107,11 @@ def test_bad_values_are_rejected():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="grad_clip"):
         TrainConfig(grad_clip=0.0)
+
+
+def test_read_gives_the_saved_config_with_later_fields_at_their_defaults(tmp_path):
+    config = get_config("cvae-quick", **{"train.lr": 1e-3})
+    data = config.to_dict()
+    del data["train"]["lr_schedule"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert ExperimentConfig.read(tmp_path / "config.json") == config

@@ -16,7 +16,6 @@ from vae_lib.exercises import ExerciseError  # noqa: E402
 from vae_lib.exercises import explore as ex  # noqa: E402
 from vae_lib.models.cvae import CVAE  # noqa: E402
 from vae_lib.models.stylegan_vae import ConvolutionalVAE  # noqa: E402
-from vae_lib.nn.style import AdaIN  # noqa: E402
 
 PAD = 2     # make_grid's padding between tiles
 
@@ -31,18 +30,6 @@ def close_figures():
 def cvae():
     torch.manual_seed(0)
     return CVAE(z_dim=4, num_classes=3).eval()
-
-
-@pytest.fixture(scope="module")
-def stylevae():
-    torch.manual_seed(0)
-    model = ConvolutionalVAE(z_dim=8, input_size=8, max_channels=8, mapping_layers=1).eval()
-    # An untrained AdaIN ignores w (zero affine); give it weights so that codes matter.
-    for module in model.modules():
-        if isinstance(module, AdaIN):
-            torch.nn.init.normal_(module.affine.weight, std=0.5)
-    model.mapping.init_w_avg(256, generator=torch.Generator().manual_seed(0))
-    return model
 
 
 def drawn(fig, axes_index=0):

@@ -10,25 +10,12 @@ from PIL import Image as PILImage
 
 from vae_lib import widgets
 from vae_lib.models.cvae import CVAE
-from vae_lib.models.stylegan_vae import ConvolutionalVAE
-from vae_lib.nn.style import AdaIN
 
 
 @pytest.fixture(scope="module")
 def cvae():
     torch.manual_seed(0)
     return CVAE(z_dim=5, num_classes=3).eval()
-
-
-@pytest.fixture(scope="module")
-def stylevae():
-    torch.manual_seed(0)
-    model = ConvolutionalVAE(z_dim=8, input_size=8, max_channels=8, mapping_layers=1).eval()
-    for module in model.modules():      # an untrained AdaIN ignores w; let codes matter
-        if isinstance(module, AdaIN):
-            torch.nn.init.normal_(module.affine.weight, std=0.5)
-    model.mapping.init_w_avg(256, generator=torch.Generator().manual_seed(0))
-    return model
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -72,7 +72,7 @@ def run_config(out: Path) -> ExperimentConfig:
     if not path.exists():
         raise FileNotFoundError(f"no run in {out} (no {CONFIG_NAME}): train one first with "
                                 f"`{PROG} train --config NAME --out {out}`")
-    return ExperimentConfig.from_dict(json.loads(path.read_text()))
+    return ExperimentConfig.read(path)
 
 
 def load_run(out: str | Path, device: str = "auto") -> tuple[ExperimentConfig, torch.nn.Module]:
@@ -124,7 +124,7 @@ def _allow_runtime_changes(out: Path, config: ExperimentConfig, is_main: bool) -
     path = out / CONFIG_NAME
     if not path.exists():
         return
-    saved = ExperimentConfig.from_dict(json.loads(path.read_text())).to_dict()
+    saved = ExperimentConfig.read(path).to_dict()
     wanted = config.to_dict()
     runtime = TrainConfig.runtime_fields
     same_run = ({k: v for k, v in saved.get("train", {}).items() if k not in runtime}

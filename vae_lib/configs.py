@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from vae_lib import runtime
@@ -189,6 +190,11 @@ class ExperimentConfig(_JsonConfig):
             raise ValueError(f"Unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+
+    @classmethod
+    def read(cls, path: str | Path) -> ExperimentConfig:
+        """The config a run saved as JSON (``config.json``); fields added since take their defaults."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def hash(self, length: int = 10) -> str:
         """A digest of the whole content (sha256 of the sorted JSON); names the run directory.

@@ -130,8 +130,7 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
 
 def _check_saved_config(run_dir: Path, config: ExperimentConfig) -> None:
     path = run_dir / CONFIG_NAME
-    # Through from_dict, so that fields added since the run was saved take their defaults.
-    if path.exists() and ExperimentConfig.from_dict(json.loads(path.read_text())).to_dict() != config.to_dict():
+    if path.exists() and ExperimentConfig.read(path).to_dict() != config.to_dict():
         raise ValueError(f"{run_dir} holds a run of a different config (see {path}); pass another run_dir "
                          "or delete that folder to start again")
 

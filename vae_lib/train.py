@@ -161,7 +161,7 @@ class Trainer:
                                            weight_decay=self.config.weight_decay)
         self.step = 0
         self.epoch = 0
-        self._lr_steps: int | None = None
+        self._run_steps: int | None = None
         self.history: dict[str, list[dict]] = {"steps": [], "epochs": []}
         self._seeded = False
         # The loader's state at the start of the unfinished epoch: what a resumed run replays.
@@ -183,10 +183,11 @@ class Trainer:
         mean terms are logged as ``val_<term>``.
         """
         epochs = self.config.epochs if epochs is None else epochs
+        # The whole run as configured (not this call's ``epochs``): what the beta schedule and a
+        # cosine lr span.
+        self._run_steps = self._planned_steps(train_loader)
         if self.schedule is None:
-            self.schedule = build_schedule(self.config.beta, total_steps=self._planned_steps(train_loader))
-        # The whole run as configured (not this call's ``epochs``): what a cosine lr spans.
-        self._lr_steps = self._planned_steps(train_loader)
+            self.schedule = build_schedule(self.config.beta, total_steps=self._run_steps)
         if not self._seeded and self.step == 0:
             seed_everything(self.config.seed)
         self._seeded = True
@@ -310,7 +311,7 @@ class Trainer:
         function of the step and the planned steps, so a resumed run continues the same curve."""
         if self.config.lr_schedule == "constant":
             return self.config.lr
-        total = self._lr_steps if self._lr_steps is not None else self.config.max_steps
+        total = self._run_steps if self._run_steps is not None else self.config.max_steps
         if not total:
             raise ValueError("lr_schedule='cosine' needs the run's length: train with fit() on a loader "
                              "with len(), or set max_steps.")
