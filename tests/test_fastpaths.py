@@ -129,7 +129,7 @@ def test_bad_speed_options_are_clear_errors(options, message):
 def test_the_stylegan_vae_trains_and_samples_under_bf16_autocast():
     # The mapping network's w_avg EMA mixed a bf16 batch mean with its fp32 buffer in lerp.
     from vae_lib.models.stylegan_vae import ConvolutionalVAE
-    from vae_lib.perceptual import StyleVAELoss
+    from vae_lib.losses import StyleVAELoss
     torch.manual_seed(0)
     model = ConvolutionalVAE(z_dim=16, input_size=16, max_channels=16)
     config = TrainConfig(epochs=1, device="cpu", autocast="bf16", beta=BetaConfig("constant", 1.0))

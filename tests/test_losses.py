@@ -175,3 +175,36 @@ def test_forward_backward_on_the_cvae(likelihood):
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_calibrated_reconstruction_is_the_gaussian_nll_at_the_batch_sigma():
+    from vae_lib.losses import StyleVAELoss
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, x_hat):
+            super().__init__()
+            self.x_hat = x_hat
+
+        def forward(self, x):
+            return self.x_hat, torch.zeros(x.shape[0], 4), torch.zeros(x.shape[0], 4)
+
+    x = torch.zeros(2, 3, 4, 4)
+    x_hat = torch.full_like(x, 0.2)                       # every squared error 0.04: sigma = 0.2
+    loss = StyleVAELoss(perceptual_weight=0.0, vgg_weights=None, reconstruction="calibrated")
+    terms = loss(Fixed(x_hat), (x,), beta=1.0)
+    dims = 48
+    want = dims * 0.04 / (2 * 0.04) + dims * (math.log(0.2) + 0.5 * math.log(2 * math.pi))
+    assert terms["sigma"].item() == pytest.approx(0.2)
+    assert terms["nll"].item() == pytest.approx(want, rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(want, rel=1e-5)          # KL of N(0, 1) is 0
+    # The floor: a perfect reconstruction does not divide by zero.
+    floored = loss(Fixed(x.clone()), (x,), beta=1.0)
+    assert floored["sigma"].item() == pytest.approx(0.01) and math.isfinite(floored["loss"].item())
+    # The pixel term's gradient is the MSE's, weighted by 1 / (2 sigma^2): sigma gets none.
+    x_hat.requires_grad_(True)
+    loss(Fixed(x_hat), (x,), beta=1.0)["loss"].backward()
+    torch.testing.assert_close(x_hat.grad, torch.full_like(x, 2 * 0.2 / (2 * 0.04) / 2))
+    with pytest.raises(ValueError, match="mse_weight"):
+        StyleVAELoss(mse_weight=50.0, perceptual_weight=0.0, vgg_weights=None, reconstruction="calibrated")
+    with pytest.raises(ValueError, match="reconstruction"):
+        StyleVAELoss(perceptual_weight=0.0, vgg_weights=None, reconstruction="l1")

@@ -164,11 +164,17 @@ class FactorModel(nn.Module):
         self.z_dim = len(FACTORS)
         self.anchor = nn.Parameter(torch.zeros(()))
 
-    def decode(self, z, noise_mode=None):
+    def decode(self, z, y=None, *, noise_mode=None):
         bins = torch.tensor(list(FACTORS.values()))
         return (torch.special.ndtr(z) * bins).floor().clamp(max=bins - 1).view(-1, len(FACTORS), 1, 1)
 
-    def mix(self, z1, z2, crossover, noise_mode=None):
+    def encode(self, x, y=None):
+        """Inverts decode for 'images' made by decode: the centre of each factor's bin, as a code."""
+        bins = torch.tensor(list(FACTORS.values()))
+        mu = torch.special.ndtri((x.view(-1, len(FACTORS)) + 0.5) / bins)
+        return mu, torch.zeros_like(mu)
+
+    def mix(self, z1, z2, crossover, *, noise_mode=None):
         from_first = torch.tensor([crossover > LAYER[f] for f in FACTORS])
         return torch.where(from_first.view(1, -1, 1, 1), self.decode(z1), self.decode(z2))
 
@@ -182,7 +188,9 @@ class FactorJudge:
 
 def test_factor_transfer_on_a_model_that_copies_its_sources():
     n = 400
-    table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, seed=5, batch_size=128)
+    coarse, fine = metrics.COARSE_FACTORS, metrics.FINE_FACTORS
+    table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, seed=5, batch_size=128, coarse=coarse,
+                                    fine=fine)
     assert sorted(table) == [0, 1, 2, 3]
     # The sources, drawn as the function documents, to count the informative pairs independently.
     gen = torch.Generator().manual_seed(5)
@@ -199,19 +207,38 @@ def test_factor_transfer_on_a_model_that_copies_its_sources():
     assert table[3]["coarse_from_source1"] == 1.0 and table[3]["fine_from_source2"] == 0.0
     # k = 1 and 2: coarse from source 1 and fine from source 2, for every image.
     assert table[1]["as_expected"] == table[2]["as_expected"] == 1.0
-    # k = 0: only pairs whose sources agree on every coarse factor (but differ in a fine one) count.
-    coarse = [i for i, f in enumerate(FACTORS) if f in metrics.COARSE_FACTORS]
-    fine = [i for i, f in enumerate(FACTORS) if f in metrics.FINE_FACTORS]
-    informative = (s1[:, coarse + fine] != s2[:, coarse + fine]).view(n, -1).any(1)
-    agree = (s1[:, coarse] == s2[:, coarse]).view(n, -1).all(1)
-    assert table[0]["pairs"] == int(informative.sum())
-    assert table[0]["as_expected"] == pytest.approx(agree[informative].double().mean().item())
-    assert table[0]["as_expected"] < 0.01
+    # Only pairs whose sources differ in every target factor count: a shared factor would match
+    # both sources. So the mix at k = 0 (source 2) and at k = L (source 1) scores 0 by construction.
+    targets = [i for i, f in enumerate(FACTORS) if f in coarse + fine]
+    informative = (s1[:, targets] != s2[:, targets]).view(n, -1).all(1)
+    assert table[0]["pairs"] == table[3]["pairs"] == int(informative.sum()) > 0
+    assert table[0]["as_expected"] == 0.0 and table[3]["as_expected"] == 0.0
+    assert metrics.best_crossover(table) in (1, 2)
+
+
+def test_factor_transfer_default_targets_are_shape_and_position_against_hue_and_texture():
+    table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=300, seed=1)
+    assert metrics.TRANSFER_COARSE == ("shape", "position_x", "position_y")
+    assert metrics.TRANSFER_FINE == ("object_hue", "texture")
+    assert [table[k]["as_expected"] for k in range(4)] == [0.0, 1.0, 1.0, 0.0]
+    assert table[1]["coarse_from_source1"] == 1.0 and table[1]["fine_from_source2"] == 1.0
+
+
+def test_factor_transfer_from_encoded_sources_uses_their_posterior_means():
+    n = 200
+    gen = torch.Generator().manual_seed(2)
+    images = FactorModel().decode(torch.randn(2 * n, 9, generator=gen))   # 'images' with known factors
+    table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, sources=images, crossovers=[0, 1, 3])
+    want = (images[:n] != images[n:]).view(n, -1).sum(0)
+    assert [table[1]["informative"][f] for f in FACTORS] == want.tolist()
+    assert table[1]["as_expected"] == 1.0 and table[0]["as_expected"] == table[3]["as_expected"] == 0.0
+    with pytest.raises(ValueError, match="2 n"):
+        metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, sources=images[:n])
 
 
 def test_factor_transfer_of_a_model_that_ignores_z_is_undefined():
     class Constant(FactorModel):
-        def decode(self, z, noise_mode=None):
+        def decode(self, z, y=None, *, noise_mode=None):
             return super().decode(torch.zeros_like(z))
 
     table = metrics.factor_transfer(Constant(), FactorJudge(), n=20, crossovers=[1])
@@ -220,7 +247,7 @@ def test_factor_transfer_of_a_model_that_ignores_z_is_undefined():
 
 
 def test_factor_transfer_checks_its_arguments():
-    with pytest.raises(ValueError, match="crossovers must lie in"):
+    with pytest.raises(ValueError, match="crossovers must be whole numbers in"):
         metrics.factor_transfer(FactorModel(), FactorJudge(), n=4, crossovers=[4])
 
     class NoTexture(FactorJudge):

@@ -9,8 +9,8 @@ from torch import nn
 from torchvision.models import vgg19
 
 from vae_lib import perceptual
-from vae_lib.perceptual import (DEFAULT_LAYERS, PerceptualWeightsUnavailable, StyleVAELoss, VGGPerceptual,
-                                vgg19_layer_names)
+from vae_lib.losses import StyleVAELoss
+from vae_lib.perceptual import DEFAULT_LAYERS, PerceptualWeightsUnavailable, VGGPerceptual, vgg19_layer_names
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,8 @@ def test_constructor_defaults_follow_the_card_and_the_interface():
     defaults = {name: p.default for name, p in params.items()}
     assert defaults == dict(z_dim=512, input_size=128, use_style_mixing=False, w_dim=None, mapping_layers=8,
                             max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
-                            w_avg_beta=0.995)
+                            w_avg_beta=0.995, skip_rgb=False, input_mode="const", equalized_lr=False,
+                            mapping_lr_mul=1.0)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
 
 
@@ -153,9 +154,9 @@ def test_mix_takes_the_first_layers_from_z1(small_model):
     z1, z2 = torch.randn(2, 32), torch.randn(2, 32)
     L = small_model.num_style_layers
     with torch.no_grad():
-        torch.testing.assert_close(small_model.mix(z1, z2, L, noise_mode="const"), small_model.decode(z1, "const"))
-        torch.testing.assert_close(small_model.mix(z1, z2, 0, noise_mode="const"), small_model.decode(z2, "const"))
-        assert not torch.allclose(small_model.mix(z1, z2, 3, noise_mode="const"), small_model.decode(z1, "const"))
+        torch.testing.assert_close(small_model.mix(z1, z2, L, noise_mode="const"), small_model.decode(z1, noise_mode="const"))
+        torch.testing.assert_close(small_model.mix(z1, z2, 0, noise_mode="const"), small_model.decode(z2, noise_mode="const"))
+        assert not torch.allclose(small_model.mix(z1, z2, 3, noise_mode="const"), small_model.decode(z1, noise_mode="const"))
 
 
 def test_sample_is_reproducible_and_truncation_psi_0_gives_the_average(small_model):
@@ -253,3 +254,95 @@ def test_huge_values_stay_finite():
     mu, logvar = model.encoder(x)
     (mu.sum() + logvar.sum()).backward()
     assert torch.isfinite(mu).all() and torch.isfinite(logvar).all() and torch.isfinite(x.grad).all()
+
+
+# ---- options beyond the card -----------------------------------------------------------------------
+def test_skip_rgb_adds_one_torgb_per_lower_block_and_sums_them():
+    torch.manual_seed(0)
+    plain = ConvolutionalVAE(**SMALL)
+    torch.manual_seed(0)
+    skip = ConvolutionalVAE(**SMALL, skip_rgb=True)
+    channels = skip.synthesis.channels
+    extra = sum(channels[r] * 3 + 3 for r in skip.synthesis.resolutions[:-1])
+    assert n_params(skip) - n_params(plain) == extra
+    randomise_styles(skip)
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        features = skip.synthesis.block_outputs(skip.mapping(z), "const")
+        rgb = None
+        for fmap, conv in zip(features, [*skip.synthesis.skip_rgbs, skip.synthesis.to_rgb]):
+            rgb = conv(fmap) if rgb is None else torch.nn.functional.interpolate(
+                rgb, scale_factor=2, mode="bilinear", align_corners=False) + conv(fmap)
+        torch.testing.assert_close(skip.decode(z, noise_mode="const"), torch.tanh(rgb))
+
+
+def test_mapped_input_reads_the_first_layer_code_only():
+    torch.manual_seed(0)
+    model = ConvolutionalVAE(**SMALL, input_mode="mapped")
+    assert not hasattr(model.synthesis, "const")
+    assert model.synthesis.input.weight.shape == (32 * 16, 32)
+    ws = model.synthesis.per_layer(model.mapping(torch.randn(2, 32))).clone()
+    other = ws.clone()
+    other[:, 1:] = torch.randn_like(other[:, 1:])
+    with torch.no_grad():
+        torch.testing.assert_close(model.synthesis.input_map(ws), model.synthesis.input_map(other))
+        changed = ws.clone()
+        changed[:, 0] += 1.0
+        assert not torch.allclose(model.synthesis.input_map(ws), model.synthesis.input_map(changed))
+    with pytest.raises(ValueError, match="input_mode"):
+        ConvolutionalVAE(**SMALL, input_mode="noise")
+
+
+def test_equalized_lr_keeps_the_initial_network_and_scales_the_steps():
+    torch.manual_seed(0)
+    plain = ConvolutionalVAE(**SMALL)
+    torch.manual_seed(0)
+    equal = ConvolutionalVAE(**SMALL, equalized_lr=True, mapping_lr_mul=0.01)
+    assert n_params(equal) == n_params(plain)
+    x = images()
+    torch.manual_seed(1)
+    a = plain.eval().reconstruct(x)
+    torch.manual_seed(1)
+    b = equal.eval().reconstruct(x)
+    torch.testing.assert_close(a, b)
+    # The same Adam step moves a mapping weight lr_mul / sqrt(fan_in) times as far, a conv weight 1 / sqrt(fan_in).
+    layer = equal.mapping.net[1]
+    before = layer.weight.detach().clone()
+    stored = layer.parametrizations.weight.original
+    opt = torch.optim.Adam([stored], lr=1e-2)
+    stored.grad = torch.ones_like(stored)
+    opt.step()
+    torch.testing.assert_close(before - layer.weight.detach(), torch.full_like(before, 1e-2 * 0.01 / 32 ** 0.5))
+    with pytest.raises(ValueError, match="equalized_lr"):
+        ConvolutionalVAE(**SMALL, mapping_lr_mul=0.01)
+
+
+def test_the_shared_interface(small_model):
+    assert small_model.conditional is False
+    x = images()
+    with pytest.raises(ValueError, match="unconditional"):
+        small_model.encode(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unconditional"):
+        small_model.sample(2, torch.tensor([0, 1]))
+    small_model.eval()
+    torch.testing.assert_close(small_model.reconstruct(x), small_model.decode(small_model.encode(x)[0], noise_mode="const"))
+    z = torch.randn(3, 32)
+    randomise_styles(small_model)
+    small_model.mapping.w_avg.normal_()
+    with torch.no_grad():
+        half = small_model.decode(z, noise_mode="const", truncation_psi=0.5)
+        w = small_model.mapping.w_avg.lerp(small_model.mapping.net(z), 0.5)
+        torch.testing.assert_close(half, small_model.synthesis(w, "const"))
+        mixed = small_model.mix(z, z.flip(0), 3, truncation_psi=0.5, noise_mode="const")
+        torch.testing.assert_close(small_model.mix(z, z.flip(0), small_model.num_style_layers, truncation_psi=0.5,
+                                                   noise_mode="const"), half)
+        assert mixed.shape == (3, 3, 32, 32)
+    for bad in (float("nan"), float("inf"), "0.7"):
+        with pytest.raises(ValueError, match="truncation_psi"):
+            small_model.sample(2, truncation_psi=bad)
+    with pytest.raises(ValueError, match="NaN"):
+        small_model.decode(torch.full((1, 32), float("nan")))
+    with pytest.raises(ValueError, match="crossover"):
+        small_model.mix(z, z, 2.0)
+    with pytest.raises(ValueError, match="whole number"):
+        small_model.sample(2.0)

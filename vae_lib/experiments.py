@@ -27,7 +27,7 @@ from vae_lib.train import Trainer
 MODELS = {"cvae": ("vae_lib.models.cvae", "CVAE"),
           "stylegan-vae": ("vae_lib.models.stylegan_vae", "ConvolutionalVAE")}
 LOSSES = {"cvae": ("vae_lib.losses", "CVAELoss"),
-          "stylegan-vae": ("vae_lib.perceptual", "StyleVAELoss")}
+          "stylegan-vae": ("vae_lib.losses", "StyleVAELoss")}
 CONFIG_NAME = "config.json"
 
 

@@ -15,8 +15,15 @@ each term summed over pixels / latent dimensions and averaged over the batch, on
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 import torch.nn.functional as F
+
+from vae_lib.perceptual import (DEFAULT_LAYERS, DEFAULT_PERCEPTUAL_WEIGHT, VGGPerceptual, check_layers,
+                                check_vgg_weights, how_to_get_weights, vgg19_checkpoint_path,
+                                warn_random_features)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -94,3 +101,122 @@ class CVAELoss:
 
     def __repr__(self) -> str:
         return f"CVAELoss(free_bits={self.free_bits})"
+
+
+RECONSTRUCTIONS = ("mse", "calibrated")
+
+
+class StyleVAELoss:
+    """The StyleGAN-VAE card's loss for ``Trainer``: ``loss_fn(model, batch, beta=..., epoch=...)`` -> dict.
+
+    ``batch`` is ``(x, ...)`` with x (B, 3, S, S) in [-1, 1]; ``model(x)`` -> (x_hat, mu, logvar)
+    (as ``ConvolutionalVAE``). Per image, summed over its values, averaged over the batch::
+
+        mse        = sum_pixels (x - x_hat)^2
+        perceptual = D * sum_l mean_{c,h,w} (phi_l(x) - phi_l(x_hat))^2    (``vae_lib.perceptual``)
+        kl         = sum_j KL(N(mu_j, exp(logvar_j)) || N(0, 1))           (nats)
+        loss       = mse_weight * mse + perceptual_weight * perceptual + beta * kl      (card)
+
+    The MSE sum is, up to a constant, a Gaussian negative log-likelihood with sigma^2 = 1 / (2
+    mse_weight): the weight *is* a guess of the decoder's noise. ``reconstruction="calibrated"``
+    (beyond the card; Rybkin et al. 2021, "Simple and effective VAE training with calibrated
+    decoders", their "optimal sigma") replaces the guess by the maximum-likelihood sigma of the
+    batch, sigma^2 = mean over the batch's pixels of (x - x_hat)^2 (no gradient through it, floored
+    at ``min_sigma``), and uses the full Gaussian NLL::
+
+        nll  = sum_pixels [(x - x_hat)^2 / (2 sigma^2) + log sigma + log(2 pi) / 2]     (nats)
+        loss = nll + perceptual_weight * perceptual + beta * kl
+
+    The pixel term's weight 1 / (2 sigma^2) then grows as the reconstructions improve, which is
+    what keeps a decoder from settling on the mean colour: at sigma^2 = 1/2 (the card's weight 1)
+    a blob costs less than the KL of a code that says where the object is. ``mse_weight`` is not
+    used then (it must stay 1).
+
+    Args:
+        mse_weight: weight of the per-image MSE sum (card: 1).
+        perceptual_weight: weight of the perceptual term (default 0.1, see ``vae_lib.perceptual``).
+        perceptual_from_epoch: the perceptual term is added when ``epoch >= perceptual_from_epoch``
+            (card: after 20 epochs; ``epoch`` counts from 0); before that it is reported as 0.
+        vgg_weights: ``"imagenet"`` or None (random features: a warning, and ``self.vgg_weights``
+            and ``repr`` say so for the training log).
+        layers: VGG19 ReLU layers (default relu1_2, relu2_2, relu3_4, relu4_4).
+        reconstruction: ``"mse"`` (card) or ``"calibrated"`` (see above).
+        min_sigma: the floor of the calibrated sigma, in pixel units of [-1, 1] (0.01: 46 dB).
+
+    VGG19 is built on first use (the first call with the term on), on the images' device, so early
+    epochs and models without a perceptual term need neither the weights nor the memory. The
+    constructor warns at once when the features will be random, and when the ImageNet file is not in
+    the torch hub cache (rather than let a run fail at epoch ``perceptual_from_epoch``).
+
+    Returns scalar tensors per image: ``"loss"``, ``"mse"``, ``"perceptual"`` (unweighted),
+    ``"kl"`` (nats), ``"beta"``; with ``"calibrated"`` also ``"nll"`` (nats) and ``"sigma"``.
+    """
+
+    def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
+                 perceptual_from_epoch: int = 20, vgg_weights: str | None = "imagenet", *,
+                 layers: tuple[str, ...] = DEFAULT_LAYERS, reconstruction: str = "mse",
+                 min_sigma: float = 0.01):
+        if not (mse_weight >= 0 and perceptual_weight >= 0):
+            raise ValueError(f"mse_weight and perceptual_weight must be >= 0, got {mse_weight} and "
+                             f"{perceptual_weight}.")
+        if perceptual_from_epoch < 0:
+            raise ValueError(f"perceptual_from_epoch must be >= 0, got {perceptual_from_epoch}.")
+        if reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}.")
+        if reconstruction == "calibrated" and mse_weight != 1.0:
+            raise ValueError("reconstruction='calibrated' learns the pixel term's weight: leave mse_weight at 1.")
+        if not min_sigma > 0:
+            raise ValueError(f"min_sigma must be > 0, got {min_sigma}.")
+        self.mse_weight, self.perceptual_weight = float(mse_weight), float(perceptual_weight)
+        self.perceptual_from_epoch = int(perceptual_from_epoch)
+        self.reconstruction, self.min_sigma = reconstruction, float(min_sigma)
+        self.vgg_weights = check_vgg_weights(vgg_weights)
+        self.layers = check_layers(layers)
+        self.perceptual: VGGPerceptual | None = None
+        if self.perceptual_weight > 0 and vgg_weights is None:
+            warn_random_features(stacklevel=2)
+        elif self.perceptual_weight > 0 and not vgg19_checkpoint_path().exists():
+            warnings.warn(f"The ImageNet VGG19 weights are not cached; the perceptual term (from epoch "
+                          f"{self.perceptual_from_epoch}) will try to download them. If this machine is "
+                          f"offline, {how_to_get_weights()}, or pass vgg_weights=None for random "
+                          "features.", UserWarning, stacklevel=2)
+
+    def uses_perceptual(self, epoch: int) -> bool:
+        return self.perceptual_weight > 0 and epoch >= self.perceptual_from_epoch
+
+    def __call__(self, model, batch, *, beta: float, epoch: int = 0) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x_hat, mu, logvar = model(x)
+        squared = (x_hat.float() - x.float()).pow(2).flatten(1)
+        mse = squared.sum(1).mean()
+        kl = kl_standard_normal(mu.float(), logvar.float()).sum(1).mean()
+        if self.uses_perceptual(epoch):
+            if self.perceptual is None:
+                self.perceptual = VGGPerceptual(self.layers, self.vgg_weights)
+            perceptual = self.perceptual.to(x.device)(x_hat, x).mean()
+        else:
+            perceptual = torch.zeros((), device=x.device)
+        terms = {}
+        if self.reconstruction == "calibrated":
+            sigma = squared.detach().mean().sqrt().clamp(min=self.min_sigma)
+            dims = squared.shape[1]
+            nll = mse / (2 * sigma ** 2) + dims * (sigma.log() + 0.5 * math.log(2 * math.pi))
+            loss = nll + self.perceptual_weight * perceptual + beta * kl
+            terms = {"nll": nll, "sigma": sigma}
+        else:
+            loss = self.mse_weight * mse + self.perceptual_weight * perceptual + beta * kl
+        return {
+            "loss": loss,
+            "mse": mse,
+            "perceptual": perceptual,
+            "kl": kl,
+            **terms,
+            "beta": torch.as_tensor(float(beta), device=x.device),
+        }
+
+    def __repr__(self) -> str:
+        features = "imagenet" if self.vgg_weights == "imagenet" else "RANDOM (vgg_weights=None)"
+        recon = "" if self.reconstruction == "mse" else f", reconstruction='calibrated', min_sigma={self.min_sigma}"
+        return (f"StyleVAELoss(mse_weight={self.mse_weight}, perceptual_weight={self.perceptual_weight}, "
+                f"perceptual_from_epoch={self.perceptual_from_epoch}, vgg_features={features}, "
+                f"layers={self.layers}{recon})")

@@ -33,7 +33,6 @@ import torch
 from vae_lib.data import ImageData
 from vae_lib.evaluate import evaluation_mode, model_device
 from vae_lib.judges import PREDICT_BATCH, Judge
-from vae_lib.nn.style import mix_styles
 
 FID_SAMPLES = 10_000
 FID_SEED = 0
@@ -52,6 +51,9 @@ FID_PROTOCOL = {
 # neither clearly, so it is reported but left out of the two summaries.
 COARSE_FACTORS = ("shape", "position_x", "position_y", "scale", "rotation")
 FINE_FACTORS = ("object_hue", "background_hue", "texture")
+# The split that the headline score of factor_transfer asks for: what a student can see.
+TRANSFER_COARSE = ("shape", "position_x", "position_y")
+TRANSFER_FINE = ("object_hue", "texture")
 
 
 # ------------------------------------------------------------------------------------------- samples
@@ -91,20 +93,14 @@ def sample_images(model, n: int, *, labels=None, seed: int = FID_SEED, batch_siz
 
 def decode_truncated(model, z: torch.Tensor, truncation_psi: float = 1.0, z2: torch.Tensor | None = None,
                      crossover: int | None = None, noise_mode: str | None = "const") -> torch.Tensor:
-    """StyleGAN-VAE images from codes z (B, z_dim), with the truncation trick and optional style mixing.
-
-    w = w_avg + psi (mapping(z) - w_avg); with ``z2`` and ``crossover`` k, style layers [k, L) read
-    the (equally truncated) w2 of z2, as ``model.mix``. psi = 1 without z2 is ``model.decode(z)``.
-    Returns (B, 3, S, S) in (-1, 1). No gradients.
-    """
-    synthesis = model.synthesis
+    """StyleGAN-VAE images (B, 3, S, S) in (-1, 1) from codes z (B, z_dim), no gradients:
+    ``model.decode(z, truncation_psi=...)``, or with ``z2`` and ``crossover`` ``model.mix(z, z2, crossover, ...)``."""
     with torch.no_grad():
-        ws = synthesis.per_layer(model.mapping(z, truncation_psi=truncation_psi))
-        if z2 is not None:
-            if crossover is None:
-                raise ValueError("Give the crossover layer with z2.")
-            ws = mix_styles(ws, synthesis.per_layer(model.mapping(z2, truncation_psi=truncation_psi)), crossover)
-        return synthesis(ws, noise_mode)
+        if z2 is None:
+            return model.decode(z, noise_mode=noise_mode, truncation_psi=truncation_psi)
+        if crossover is None:
+            raise ValueError("Give the crossover layer with z2.")
+        return model.mix(z, z2, crossover, truncation_psi=truncation_psi, noise_mode=noise_mode)
 
 
 # --------------------------------------------------------------------------- conditional accuracy
@@ -210,53 +206,74 @@ def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES
 
 # ---------------------------------------------------------------------------------- factor transfer
 def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed: int = 0,
-                    coarse=COARSE_FACTORS, fine=FINE_FACTORS, noise_mode: str = "const",
+                    coarse=TRANSFER_COARSE, fine=TRANSFER_FINE, sources: torch.Tensor | None = None,
+                    noise_mode: str = "const", truncation_psi: float = 1.0,
                     batch_size: int = PREDICT_BATCH) -> dict[int, dict]:
     """Which factors does a style-mixed image take from each source? Measured by a factor judge.
 
-    Draws z1, z2 ~ N(0, I) (n each, seeded), and for every crossover k (default 0..L, L =
-    ``model.num_style_layers``) the images ``model.mix(z1, z2, k)``: style layers [0, k) from z1
-    (source 1), the rest from z2 (source 2). The judge predicts every factor of source 1
-    (``decode(z1)``), source 2 and the mix. For a factor f, only pairs whose sources differ in f
-    are informative; among them
+    Two codes per pair: z1, z2 ~ N(0, I) (n each, seeded), or, with ``sources`` (2n images
+    (2n, 3, S, S) in the model's range, e.g. test shapes), the posterior means of the first n and
+    of the last n images. For every crossover k (default 0..L, L = ``model.num_style_layers``)
+    the images ``model.mix(z1, z2, k)``: style layers [0, k) from z1 (source 1), the rest from z2
+    (source 2). The judge reads every factor of source 1 (``decode(z1)``), source 2 and the mix,
+    so that k = L (the mix is source 1) and k = 0 (source 2) agree with the sources exactly.
 
-    * ``from_source1[f]``: the share where the mix has source 1's f; ``from_source2[f]`` likewise;
-    * ``coarse_from_source1``: the mean of ``from_source1`` over ``coarse`` factors;
-    * ``fine_from_source2``: the mean of ``from_source2`` over ``fine`` factors;
-    * ``as_expected``: among the ``pairs`` whose sources differ in at least one coarse or fine
-      factor, the share of mixed images whose every coarse factor matches source 1 and every fine
-      factor matches source 2 (a factor the two sources share matches both).
+    * ``from_source1[f]``: among pairs whose sources differ in f, the share where the mix has
+      source 1's f; ``from_source2[f]`` likewise;
+    * ``coarse_from_source1``, ``fine_from_source2``: their means over ``coarse`` / ``fine``;
+    * ``as_expected``: among the ``pairs`` whose sources differ in *every* factor of ``coarse`` and
+      ``fine``, the share of mixed images that take every coarse factor from source 1 and every fine
+      factor from source 2. Only such pairs can tell: a factor the sources share would match both.
+      So ``as_expected`` is 0 at k = 0 and at k = L by construction, and 1 for a perfect split.
 
-    Returns ``{k: {"from_source1": {f: share}, "from_source2": {f: share}, "informative": {f: count},
-    "coarse_from_source1", "fine_from_source2", "as_expected", "pairs"}}``; a share is NaN when no
-    pair is informative (e.g. a model whose images do not depend on z). The judge's own errors enter
-    every number: read them next to its test accuracy.
+    Defaults: coarse = shape and position, fine = object hue and texture (``TRANSFER_COARSE``,
+    ``TRANSFER_FINE``). Returns ``{k: {"from_source1": {f: share}, "from_source2": {f: share},
+    "informative": {f: count}, "coarse_from_source1", "fine_from_source2", "as_expected",
+    "pairs"}}`` with a row for every factor the judge has; a share is NaN when no pair is
+    informative (e.g. a model whose images do not depend on z). The judge's own errors enter every
+    number: read them next to its accuracy on real images.
     """
     num_layers = model.num_style_layers
-    crossovers = list(range(num_layers + 1)) if crossovers is None else [int(k) for k in crossovers]
-    if any(not 0 <= k <= num_layers for k in crossovers):
-        raise ValueError(f"crossovers must lie in [0, {num_layers}], got {crossovers}.")
+    crossovers = list(range(num_layers + 1)) if crossovers is None else list(crossovers)
+    if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_layers for k in crossovers):
+        raise ValueError(f"crossovers must be whole numbers in [0, {num_layers}], got {crossovers}.")
     factors = list(judge.heads_spec)
     unknown = (set(coarse) | set(fine)) - set(factors)
     if unknown:
         raise ValueError(f"The judge has no heads for {sorted(unknown)} (it has {sorted(judge.heads_spec)}).")
-    generator = torch.Generator().manual_seed(seed)
-    z1 = torch.randn(n, model.z_dim, generator=generator)
-    z2 = torch.randn(n, model.z_dim, generator=generator)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive whole number of pairs, got {n!r}.")
+    device = model_device(model)
+    if sources is not None:
+        if len(sources) < 2 * n:
+            raise ValueError(f"sources must hold 2 n = {2 * n} images (two per pair), got {len(sources)}.")
+        with evaluation_mode(model), torch.no_grad():
+            codes = torch.cat([model.encode(chunk.to(device))[0].cpu() for chunk in sources[:2 * n].split(batch_size)])
+        z1, z2 = codes[:n], codes[n:]
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        z1 = torch.randn(n, model.z_dim, generator=generator)
+        z2 = torch.randn(n, model.z_dim, generator=generator)
     value_range = _range(model, None)
 
     def judged(make) -> dict[str, torch.Tensor]:
-        device = model_device(model)
-        with evaluation_mode(model):
+        with evaluation_mode(model), torch.no_grad():
             images = torch.cat([make(a.to(device), b.to(device)).cpu()
                                 for a, b in zip(z1.split(batch_size), z2.split(batch_size))])
         return judge.predict(images, value_range, batch_size)
 
-    source1 = judged(lambda a, b: model.decode(a, noise_mode=noise_mode))
-    source2 = judged(lambda a, b: model.decode(b, noise_mode=noise_mode))
+    options = {"noise_mode": noise_mode}
+    if truncation_psi != 1:
+        options["truncation_psi"] = truncation_psi
+    source1 = judged(lambda a, b: model.decode(a, **options))
+    source2 = judged(lambda a, b: model.decode(b, **options))
+    targets = (*coarse, *fine)
+    informative = torch.ones(n, dtype=torch.bool)
+    for f in targets:
+        informative &= source1[f] != source2[f]
     table = {}
     for k in crossovers:
-        mixed = judged(lambda a, b, k=k: model.mix(a, b, k, noise_mode=noise_mode))
+        mixed = judged(lambda a, b, k=k: model.mix(a, b, k, **options))
         row = {"from_source1": {}, "from_source2": {}, "informative": {}}
         for f in factors:
             differ = source1[f] != source2[f]
@@ -271,13 +288,18 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
             expected &= mixed[f] == source1[f]
         for f in fine:
             expected &= mixed[f] == source2[f]
-        informative = torch.zeros(n, dtype=torch.bool)
-        for f in (*coarse, *fine):
-            informative |= source1[f] != source2[f]
         row["pairs"] = int(informative.sum())
         row["as_expected"] = expected[informative].double().mean().item() if row["pairs"] else math.nan
         table[k] = row
     return table
+
+
+def best_crossover(table: dict[int, dict]) -> int:
+    """The crossover k of a :func:`factor_transfer` table with the highest ``as_expected``."""
+    scored = {k: row["as_expected"] for k, row in table.items() if not math.isnan(row["as_expected"])}
+    if not scored:
+        raise ValueError("No crossover has an as_expected score (no informative pairs).")
+    return max(scored, key=scored.get)
 
 
 def _nanmean(values: list[float]) -> float:
@@ -285,6 +307,7 @@ def _nanmean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-__all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "conditional_accuracy",
+__all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "TRANSFER_COARSE",
+           "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "decode_truncated", "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
            "is_conditional", "judge_fid", "model_fid", "sample_images"]

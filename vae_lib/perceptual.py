@@ -1,4 +1,6 @@
-"""The StyleGAN-VAE's loss (card): MSE + VGG19 perceptual distance (from epoch 20) + beta * KL.
+"""VGG19 features for the StyleGAN-VAE's perceptual term (the loss itself: ``vae_lib.losses.StyleVAELoss``).
+
+The card's loss: MSE + VGG19 perceptual distance (from epoch 20) + beta * KL.
 
 Per image, summed over its values, averaged over the batch (the CVAE's convention)::
 
@@ -32,7 +34,6 @@ import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
-from vae_lib.losses import kl_standard_normal
 
 # Convolutions per block of VGG19 (configuration "E" of Simonyan & Zisserman 2015).
 VGG19_CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
@@ -61,14 +62,14 @@ def vgg19_checkpoint_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.url.rsplit("/", 1)[-1]
 
 
-def _how_to_get_weights() -> str:
+def how_to_get_weights() -> str:
     return (f"put {vgg19_checkpoint_path().name} (from {IMAGENET_WEIGHTS.url}) in "
             f"{vgg19_checkpoint_path().parent} (that is $TORCH_HOME/hub/checkpoints)")
 
 
 def warn_random_features(stacklevel: int = 3) -> None:
     warnings.warn("perceptual loss uses RANDOM VGG19 features (vgg_weights=None): untrained "
-                  f"weights, so it is not a perceptual distance. For ImageNet features, {_how_to_get_weights()}.",
+                  f"weights, so it is not a perceptual distance. For ImageNet features, {how_to_get_weights()}.",
                   UserWarning, stacklevel=stacklevel)
 
 
@@ -133,82 +134,8 @@ def load_vgg19(weights: str | None) -> nn.Module:
     except (OSError, RuntimeError) as error:
         raise PerceptualWeightsUnavailable(
             f"Could not load the ImageNet VGG19 weights ({type(error).__name__}: {error}). Offline? "
-            f"Either {_how_to_get_weights()}, or pass vgg_weights=None for random, untrained VGG19 "
+            f"Either {how_to_get_weights()}, or pass vgg_weights=None for random, untrained VGG19 "
             "features.") from error
-
-
-class StyleVAELoss:
-    """The card's loss for ``Trainer``: ``loss_fn(model, batch, beta=..., epoch=...)`` -> dict.
-
-    ``batch`` is ``(x, ...)`` with x (B, 3, S, S) in [-1, 1]; ``model(x)`` -> (x_hat, mu, logvar)
-    (as ``ConvolutionalVAE``). See the module docstring for the terms and their scales.
-
-    Args:
-        mse_weight: weight of the per-image MSE sum (card: 1).
-        perceptual_weight: weight of the perceptual term (default 0.1, see the module docstring).
-        perceptual_from_epoch: the perceptual term is added when ``epoch >= perceptual_from_epoch``
-            (card: after 20 epochs; ``epoch`` counts from 0); before that it is reported as 0.
-        vgg_weights: ``"imagenet"`` or None (random features: a warning, and ``self.vgg_weights``
-            and ``repr`` say so for the training log).
-        layers: VGG19 ReLU layers (default relu1_2, relu2_2, relu3_4, relu4_4).
-
-    VGG19 is built on first use (the first call with the term on), on the images' device, so early
-    epochs and models without a perceptual term need neither the weights nor the memory. The
-    constructor warns at once when the features will be random, and when the ImageNet file is not in
-    the torch hub cache (rather than let a run fail at epoch ``perceptual_from_epoch``).
-
-    Returns scalar tensors per image: ``"loss"``, ``"mse"``, ``"perceptual"`` (unweighted),
-    ``"kl"`` (nats), ``"beta"``.
-    """
-
-    def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
-                 perceptual_from_epoch: int = 20, vgg_weights: str | None = "imagenet", *,
-                 layers: tuple[str, ...] = DEFAULT_LAYERS):
-        if not (mse_weight >= 0 and perceptual_weight >= 0):
-            raise ValueError(f"mse_weight and perceptual_weight must be >= 0, got {mse_weight} and "
-                             f"{perceptual_weight}.")
-        if perceptual_from_epoch < 0:
-            raise ValueError(f"perceptual_from_epoch must be >= 0, got {perceptual_from_epoch}.")
-        self.mse_weight, self.perceptual_weight = float(mse_weight), float(perceptual_weight)
-        self.perceptual_from_epoch = int(perceptual_from_epoch)
-        self.vgg_weights = check_vgg_weights(vgg_weights)
-        self.layers = check_layers(layers)
-        self.perceptual: VGGPerceptual | None = None
-        if self.perceptual_weight > 0 and vgg_weights is None:
-            warn_random_features(stacklevel=2)
-        elif self.perceptual_weight > 0 and not vgg19_checkpoint_path().exists():
-            warnings.warn(f"The ImageNet VGG19 weights are not cached; the perceptual term (from epoch "
-                          f"{self.perceptual_from_epoch}) will try to download them. If this machine is "
-                          f"offline, {_how_to_get_weights()}, or pass vgg_weights=None for random "
-                          "features.", UserWarning, stacklevel=2)
-
-    def uses_perceptual(self, epoch: int) -> bool:
-        return self.perceptual_weight > 0 and epoch >= self.perceptual_from_epoch
-
-    def __call__(self, model, batch, *, beta: float, epoch: int = 0) -> dict[str, torch.Tensor]:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x_hat, mu, logvar = model(x)
-        mse = (x_hat - x).pow(2).flatten(1).sum(1).mean()
-        kl = kl_standard_normal(mu, logvar).sum(1).mean()
-        if self.uses_perceptual(epoch):
-            if self.perceptual is None:
-                self.perceptual = VGGPerceptual(self.layers, self.vgg_weights)
-            perceptual = self.perceptual.to(x.device)(x_hat, x).mean()
-        else:
-            perceptual = torch.zeros((), device=x.device)
-        return {
-            "loss": self.mse_weight * mse + self.perceptual_weight * perceptual + beta * kl,
-            "mse": mse,
-            "perceptual": perceptual,
-            "kl": kl,
-            "beta": torch.as_tensor(float(beta), device=x.device),
-        }
-
-    def __repr__(self) -> str:
-        features = "imagenet" if self.vgg_weights == "imagenet" else "RANDOM (vgg_weights=None)"
-        return (f"StyleVAELoss(mse_weight={self.mse_weight}, perceptual_weight={self.perceptual_weight}, "
-                f"perceptual_from_epoch={self.perceptual_from_epoch}, vgg_features={features}, "
-                f"layers={self.layers})")
 
 
 def check_layers(layers) -> tuple[str, ...]:

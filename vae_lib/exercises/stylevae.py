@@ -25,7 +25,8 @@ from vae_lib.evaluate import psnr as reference_psnr
 from vae_lib.exercises import ExerciseError, passed
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
-from vae_lib.perceptual import StyleVAELoss, VGGPerceptual
+from vae_lib.losses import StyleVAELoss
+from vae_lib.perceptual import VGGPerceptual
 
 PSNR_ATOL_DB = 1e-3
 

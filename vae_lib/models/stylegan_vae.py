@@ -43,7 +43,7 @@ from torch import nn
 from vae_lib.models.cvae import RANGE_TOLERANCE, _standard_normal
 from vae_lib.nn.blocks import make_norm
 from vae_lib.nn.style import (LRELU_SLOPE, MappingNetwork, Synthesis, check_noise_mode,
-                              check_power_of_two, mix_styles)
+                              check_power_of_two, equalize_learning_rate, mix_styles)
 
 ENCODER_STEM_CHANNELS = 64
 # (output channels, residual blocks) of Down1..Down5 (card).
@@ -135,6 +135,15 @@ class ConvolutionalVAE(nn.Module):
         logvar_clamp: logvar is clamped to (-logvar_clamp, logvar_clamp) (card: 10), or None.
         w_avg_beta: decay of the moving average of w used by the truncation trick (0.995).
 
+    Options beyond the card (defaults give the card's network; what each one bought on the CPU
+    preset is measured in ``benchmarks/stylevae_learning.py``):
+        skip_rgb: StyleGAN2's skip synthesis, an RGB output at every resolution, summed.
+        input_mode: ``"const"`` (card: a learned 4 x 4 constant) or ``"mapped"`` (Linear(w_0)).
+        equalized_lr: the equalized learning rate of StyleGAN on every Linear and Conv2d
+            (``vae_lib.nn.style.equalize_learning_rate``); the same initial network.
+        mapping_lr_mul: the mapping network's learning-rate multiplier (StyleGAN: 0.01); needs
+            ``equalized_lr``.
+
     Style mixing in training (``use_style_mixing=True`` and ``model.training``): with probability
     ``mixing_prob`` per batch, a crossover k is drawn uniformly in [1, L-1] and the layers from k on
     read w2 = mapping(z2), where z2 is a *second sample from the same posterior* q(z | x), while
@@ -155,7 +164,8 @@ class ConvolutionalVAE(nn.Module):
     def __init__(self, z_dim: int = 512, input_size: int = 128, use_style_mixing: bool = False, *,
                  w_dim: int | None = None, mapping_layers: int = 8, max_channels: int = 512,
                  mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
-                 w_avg_beta: float = 0.995):
+                 w_avg_beta: float = 0.995, skip_rgb: bool = False, input_mode: str = "const",
+                 equalized_lr: bool = False, mapping_lr_mul: float = 1.0):
         super().__init__()
         if z_dim < 1 or max_channels < 1:
             raise ValueError(f"z_dim and max_channels must be positive, got {z_dim} and {max_channels}.")
@@ -164,6 +174,8 @@ class ConvolutionalVAE(nn.Module):
         if logvar_clamp is not None and not logvar_clamp > 0:
             raise ValueError(f"logvar_clamp must be > 0 (logvar is clamped to (-c, c)) or None, got {logvar_clamp}.")
         check_noise_mode(noise_mode)
+        if mapping_lr_mul != 1.0 and not equalized_lr:
+            raise ValueError("mapping_lr_mul works through the equalized learning rate: set equalized_lr=True.")
         self.z_dim, self.input_size = z_dim, input_size
         self.w_dim = z_dim if w_dim is None else w_dim
         self.use_style_mixing, self.mixing_prob = use_style_mixing, mixing_prob
@@ -173,12 +185,19 @@ class ConvolutionalVAE(nn.Module):
         self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels)
         self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta)
         self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels,
-                                   noise_mode=noise_mode)
+                                   noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode)
         self.num_style_layers = self.synthesis.num_layers
+        if equalized_lr:
+            equalize_learning_rate(self.encoder)
+            equalize_learning_rate(self.mapping, mapping_lr_mul)
+            equalize_learning_rate(self.synthesis)
 
-    # ---- the VAE interface -------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # ---- the VAE interface (shared with the CVAE: see vae_lib.models) --------------------------
+    conditional = False  # no class labels: every ``y`` argument must be None
+
+    def encode(self, x: torch.Tensor, y: None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> mu, logvar, each (B, z_dim); logvar is clamped."""
+        self._check_no_labels(y)
         self._check_x(x)
         mu, logvar = self.encoder(x)
         if self.logvar_clamp is not None:
@@ -190,9 +209,15 @@ class ConvolutionalVAE(nn.Module):
         """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); (B, z_dim)."""
         return mu + torch.exp(0.5 * logvar) * _standard_normal(mu.shape, mu, generator)
 
-    def decode(self, z: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
-        """z (B, z_dim) -> images (B, 3, S, S) in (-1, 1); the same w in every style layer."""
-        return self.synthesis(self.mapping(z), noise_mode)
+    def decode(self, z: torch.Tensor, y: None = None, *, noise_mode: str | None = None,
+               truncation_psi: float = 1.0) -> torch.Tensor:
+        """z (B, z_dim) -> images (B, 3, S, S) in (-1, 1); the same w in every style layer.
+
+        ``truncation_psi`` < 1 pulls w towards ``mapping.w_avg`` (the truncation trick);
+        ``noise_mode`` overrides the noise injections' default for this call.
+        """
+        self._check_no_labels(y)
+        return self.synthesis(self.mapping(self._check_z(z), truncation_psi=truncation_psi), noise_mode)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> (recon_x (B, 3, S, S) in (-1, 1), mu (B, z_dim), logvar (B, z_dim))."""
@@ -205,33 +230,54 @@ class ConvolutionalVAE(nn.Module):
             ws = mix_styles(ws, self.synthesis.per_layer(w2), crossover)
         return self.synthesis(ws), mu, logvar
 
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: None = None, *, noise_mode: str | None = "const") -> torch.Tensor:
+        """decode(mu(x)): the deterministic reconstruction (B, 3, S, S) in (-1, 1) of x in [-1, 1]. No gradients."""
+        return self.decode(self.encode(x, y)[0], noise_mode=noise_mode)
+
     # ---- generation --------------------------------------------------------------------------
-    def sample(self, n: int, truncation_psi: float = 1.0, generator: torch.Generator | None = None,
-               noise_mode: str | None = None) -> torch.Tensor:
+    def sample(self, n: int, y: None = None, *, generator: torch.Generator | None = None,
+               truncation_psi: float = 1.0, noise_mode: str | None = None) -> torch.Tensor:
         """n images (n, 3, S, S) in (-1, 1) from z ~ N(0, I), w truncated towards ``w_avg`` by psi.
 
         z is drawn with ``generator`` on its own device (a CPU generator gives the same z on every
         device); random noise injections use the global RNG (``noise_mode="const"`` for fixed
         images). No gradients.
         """
-        if n < 1:
-            raise ValueError(f"n must be a positive number of images, got {n}.")
-        like = self.synthesis.const
+        self._check_no_labels(y)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive whole number of images, got {n!r}.")
         with torch.no_grad():
-            z = _standard_normal((n, self.z_dim), like, generator)
-            return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode)
+            z = _standard_normal((n, self.z_dim), self.mapping.w_avg, generator)
+            return self.decode(z, noise_mode=noise_mode, truncation_psi=truncation_psi)
 
-    def mix(self, z1: torch.Tensor, z2: torch.Tensor, crossover: int,
+    def mix(self, z1: torch.Tensor, z2: torch.Tensor, crossover: int, *, truncation_psi: float = 1.0,
             noise_mode: str | None = None) -> torch.Tensor:
         """Images (B, 3, S, S) whose layers [0, crossover) read w1 = mapping(z1), the rest w2 = mapping(z2).
 
-        z1, z2 (B, z_dim). Small crossovers let z2 set almost everything; crossover = L gives decode(z1).
+        z1, z2 (B, z_dim); both codes are truncated by ``truncation_psi``. Small crossovers let z2
+        set almost everything; crossover = L gives decode(z1), 0 gives decode(z2).
         """
-        ws1 = self.synthesis.per_layer(self.mapping(z1))
-        ws2 = self.synthesis.per_layer(self.mapping(z2))
+        if isinstance(crossover, bool) or not isinstance(crossover, int):
+            raise ValueError(f"crossover must be a whole number of style layers, got {crossover!r}.")
+        ws1 = self.synthesis.per_layer(self.mapping(self._check_z(z1), truncation_psi=truncation_psi))
+        ws2 = self.synthesis.per_layer(self.mapping(self._check_z(z2), truncation_psi=truncation_psi))
         return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode)
 
     # ---- internals -------------------------------------------------------------------------------
+    @staticmethod
+    def _check_no_labels(y) -> None:
+        if y is not None:
+            raise ValueError("This StyleGAN-VAE is unconditional (model.conditional is False): pass no labels y.")
+
+    def _check_z(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {got}.")
+        if not torch.isfinite(z).all():
+            raise ValueError("z contains NaN or inf: the decoded images would be NaN.")
+        return z
+
     def _check_x(self, x: torch.Tensor) -> None:
         shape = (3, self.input_size, self.input_size)
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != shape:

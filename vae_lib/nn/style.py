@@ -104,8 +104,14 @@ class MappingNetwork(nn.Module):
         return self.truncate(w, truncation_psi)
 
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
-        """w_avg + psi (w - w_avg): psi = 1 leaves w alone, psi = 0 gives the average w."""
-        return w if psi == 1 else self.w_avg.to(w.dtype).lerp(w, psi)
+        """w_avg + psi (w - w_avg): psi = 1 leaves w alone, psi = 0 gives the average w.
+
+        psi is a finite real number (usually in [0, 1]; > 1 extrapolates away from the average).
+        """
+        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi):
+            raise ValueError(f"truncation_psi must be a finite number (1: no truncation, 0: the average w), "
+                             f"got {psi!r}.")
+        return w if psi == 1 else self.w_avg.to(w.dtype).lerp(w, float(psi))
 
     @torch.no_grad()
     def init_w_avg(self, num_samples: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -242,24 +248,52 @@ def synthesis_channels(output_size: int, max_channels: int = 512, channel_base: 
             for i in range(int(math.log2(output_size)) - 1)}
 
 
+INPUT_MODES = ("const", "mapped")
+
+
 class Synthesis(nn.Module):
     """Per-layer codes ws (B, L, w_dim) (or w (B, w_dim), used by every layer) -> images (B, 3, S, S).
 
     Output in (-1, 1) through tanh: a clamp would give zero gradient to any pixel pushed out of
     range, so the reconstruction loss could never pull it back.
 
+    Two options beyond the card (both off by default, so the card's network is what you get):
+
+    * ``skip_rgb=True``: the "skip" architecture of StyleGAN2 (Karras et al. 2020, fig. 7b). Every
+      block has its own ToRGB (1x1 conv); the RGB images are upsampled (bilinear) and summed from
+      4 x 4 up, then tanh. The coarse layers get a direct path to the picture, so position and
+      shape (decided at 4-16 px) are rewarded from the first steps instead of through the whole
+      stack of fine layers.
+    * ``input_mode="mapped"``: the 4 x 4 input is ``Linear(w_0)`` reshaped to (C, 4, 4) (as the
+      first layer of ProGAN's generator), where w_0 is the first layer's code, instead of the learned
+      constant. A decoder driven only by global styles must otherwise build position from a fixed
+      constant and per-channel statistics, which it learns last; a mapped input gives the coarse
+      code a spatial map from the start. Style mixing keeps its meaning: the input reads layer 0's
+      code, which belongs to the coarse side of every crossover k >= 1.
+
     Attributes: ``num_layers`` (L), ``resolutions`` (one per block), ``layer_resolutions`` (one per
-    style layer), ``channels`` ({resolution: channels}), ``const`` (1, C_4, 4, 4), ``blocks``,
-    ``to_rgb`` (Conv1x1 C_S -> 3, Kaiming init for a linear output).
+    style layer), ``channels`` ({resolution: channels}), ``const`` (1, C_4, 4, 4) or ``input``
+    (Linear w_dim -> 16 C_4), ``blocks``, ``to_rgb`` (Conv1x1 C_S -> 3, Kaiming init for a linear
+    output), ``skip_rgbs`` (one Conv1x1 per lower block, empty without ``skip_rgb``).
     """
 
     def __init__(self, w_dim: int = 512, output_size: int = 128, *, max_channels: int = 512,
-                 channel_base: int = 32768, noise_mode: str = "random"):
+                 channel_base: int = 32768, noise_mode: str = "random", skip_rgb: bool = False,
+                 input_mode: str = "const"):
         super().__init__()
+        if input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}.")
         self.w_dim, self.output_size = w_dim, output_size
+        self.skip_rgb, self.input_mode = bool(skip_rgb), input_mode
         self.channels = synthesis_channels(output_size, max_channels, channel_base)
         self.resolutions = list(self.channels)
-        self.const = nn.Parameter(torch.randn(1, self.channels[4], 4, 4))
+        if input_mode == "const":
+            self.const = nn.Parameter(torch.randn(1, self.channels[4], 4, 4))
+        else:
+            self.input = nn.Linear(w_dim, self.channels[4] * 16)
+            # Unit-variance maps for a unit-RMS w, like the N(0, 1) constant.
+            nn.init.normal_(self.input.weight, std=1.0 / math.sqrt(w_dim))
+            nn.init.zeros_(self.input.bias)
         blocks, in_channels = [], self.channels[4]
         for res, out_channels in self.channels.items():
             blocks.append(SynthesisBlock(in_channels, out_channels, w_dim, res, first=res == 4,
@@ -268,9 +302,9 @@ class Synthesis(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.num_layers = 2 * len(blocks)
         self.layer_resolutions = [res for res in self.resolutions for _ in range(2)]
-        self.to_rgb = nn.Conv2d(in_channels, 3, kernel_size=1)
-        nn.init.kaiming_normal_(self.to_rgb.weight, nonlinearity="linear")
-        nn.init.zeros_(self.to_rgb.bias)
+        self.to_rgb = _to_rgb(in_channels)
+        self.skip_rgbs = nn.ModuleList(
+            [_to_rgb(self.channels[res]) for res in self.resolutions[:-1]] if self.skip_rgb else [])
 
     def per_layer(self, w: torch.Tensor) -> torch.Tensor:
         """w (B, w_dim) -> (B, L, w_dim) (a view, the same code in every layer); ws (B, L, w_dim) as is."""
@@ -281,10 +315,16 @@ class Synthesis(nn.Module):
         raise ValueError(f"Expected w of shape (B, {self.w_dim}) or (B, {self.num_layers}, {self.w_dim}), "
                          f"got {tuple(w.shape)}.")
 
+    def input_map(self, ws: torch.Tensor) -> torch.Tensor:
+        """The 4 x 4 input (B, C_4, 4, 4): the learned constant, or ``input(ws[:, 0])``."""
+        if self.input_mode == "const":
+            return self.const.expand(ws.shape[0], -1, -1, -1)
+        return self.input(ws[:, 0]).view(ws.shape[0], self.channels[4], 4, 4)
+
     def block_outputs(self, ws: torch.Tensor, noise_mode: str | None = None) -> list[torch.Tensor]:
         """The feature maps after each block, [(B, C_4, 4, 4), (B, C_8, 8, 8), ..., (B, C_S, S, S)]."""
         ws = self.per_layer(ws)
-        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        x = self.input_map(ws)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x, ws[:, 2 * i:2 * i + 2], noise_mode)
@@ -292,7 +332,15 @@ class Synthesis(nn.Module):
         return outputs
 
     def forward(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
-        return torch.tanh(self.to_rgb(self.block_outputs(ws, noise_mode)[-1]))
+        features = self.block_outputs(ws, noise_mode)
+        if not self.skip_rgb:
+            return torch.tanh(self.to_rgb(features[-1]))
+        rgb = None
+        for fmap, to_rgb in zip(features, [*self.skip_rgbs, self.to_rgb]):
+            if rgb is not None:
+                rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+            rgb = to_rgb(fmap) if rgb is None else rgb + to_rgb(fmap)
+        return torch.tanh(rgb)
 
     def set_noise_mode(self, mode: str) -> None:
         """Set the default noise mode of every NoiseInjection."""
@@ -300,6 +348,52 @@ class Synthesis(nn.Module):
         for module in self.modules():
             if isinstance(module, NoiseInjection):
                 module.mode = mode
+
+
+def _to_rgb(channels: int) -> nn.Conv2d:
+    """Conv1x1 channels -> 3, Kaiming init for a linear output, zero bias."""
+    conv = nn.Conv2d(channels, 3, kernel_size=1)
+    nn.init.kaiming_normal_(conv.weight, nonlinearity="linear")
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class _Scale(nn.Module):
+    """A parametrization W = c * V (``torch.nn.utils.parametrize``); ``right_inverse`` stores V = W / c."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, stored: torch.Tensor) -> torch.Tensor:
+        return stored * self.scale
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / self.scale
+
+
+def equalize_learning_rate(module: nn.Module, lr_mul: float = 1.0) -> nn.Module:
+    """The equalized learning rate of ProGAN/StyleGAN on every Linear and Conv2d inside ``module``.
+
+    Each weight W (fan-in n) is stored as V = W / c with c = lr_mul / sqrt(n), and used as c * V
+    (a ``torch.nn.utils.parametrize`` parametrization); each bias b is stored as b / lr_mul. The
+    network computes exactly what it computed before (same initial function), but Adam, whose steps
+    have about the same size for every stored parameter, now changes every layer by the same
+    *relative* amount per step, and by ``lr_mul`` times less in absolute terms: StyleGAN's mapping
+    network uses lr_mul = 0.01. Parameter count and shapes are unchanged; state-dict keys become
+    ``<name>.parametrizations.weight.original``. Returns ``module``.
+    """
+    if not lr_mul > 0:
+        raise ValueError(f"lr_mul must be > 0, got {lr_mul}.")
+    from torch.nn.utils import parametrize
+
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)) and not parametrize.is_parametrized(layer, "weight"):
+            fan_in = layer.weight[0].numel()
+            parametrize.register_parametrization(layer, "weight", _Scale(lr_mul / math.sqrt(fan_in)))
+            if layer.bias is not None:
+                parametrize.register_parametrization(layer, "bias", _Scale(lr_mul))
+    return module
 
 
 def mix_styles(ws1: torch.Tensor, ws2: torch.Tensor, crossover: int) -> torch.Tensor:
