@@ -38,9 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vae_lib.data import FACTOR_BINS, ImageData, InMemoryLoader, load_dataset
-from vae_lib.data.cache import atomic_write
-from vae_lib.evaluate import evaluation_mode, model_device
 from vae_lib.runtime import get_preset, pick_device, runs_dir, seed_everything
+from vae_lib.utils import atomic_write, evaluation_mode, model_device, rescale
 
 LABEL_HEAD = "label"
 FEATURE_POOL = 4          # side of the pooled map before the hidden layer
@@ -158,18 +157,6 @@ class Judge(nn.Module):
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
             nn.ReLU()]
-
-
-def rescale(images: torch.Tensor, source_range, target_range) -> torch.Tensor:
-    """Map pixel values linearly from ``source_range`` onto ``target_range`` (None: leave as they are)."""
-    if source_range is None:
-        return images
-    (a, b), (c, d) = (tuple(float(v) for v in r) for r in (source_range, target_range))
-    if not (b > a and d > c):
-        raise ValueError(f"Ranges must be (low, high) with low < high, got {source_range} and {target_range}.")
-    if (a, b) == (c, d):
-        return images
-    return (images - a) * ((d - c) / (b - a)) + c
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -376,4 +363,4 @@ def chance_accuracy(judge: Judge) -> dict[str, float]:
 
 
 __all__ = ["Judge", "JudgeSettings", "chance_accuracy", "fit_judge", "judge_accuracy", "judge_for",
-           "judge_settings", "load_judge", "rescale", "targets_of", "train_or_load_judge"]
+           "judge_settings", "load_judge", "targets_of", "train_or_load_judge"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vae_lib.data.loader import InMemoryLoader
+from vae_lib.utils import rescale
 
 
 @dataclass
@@ -60,8 +61,7 @@ class ImageData:
         """The same data with pixel values mapped linearly from ``value_range`` onto ``(lo, hi)``."""
         if not hi > lo:
             raise ValueError(f"rescaled: need lo < hi, got ({lo}, {hi})")
-        old_lo, old_hi = self.value_range
-        images = (self.images - old_lo) * ((hi - lo) / (old_hi - old_lo)) + lo
+        images = rescale(self.images, self.value_range, (lo, hi))
         return dataclasses.replace(self, images=images, value_range=(float(lo), float(hi)))
 
     def loader(self, batch_size: int = 128, shuffle: bool = True, device=None, seed: int = 0,

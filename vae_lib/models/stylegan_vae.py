@@ -40,10 +40,11 @@ import math
 import torch
 from torch import nn
 
-from vae_lib.models.cvae import RANGE_TOLERANCE, _standard_normal
+from vae_lib.models.cvae import RANGE_TOLERANCE
 from vae_lib.nn.blocks import make_norm
 from vae_lib.nn.style import (LRELU_SLOPE, MappingNetwork, Synthesis, check_noise_mode,
                               check_power_of_two, mix_styles)
+from vae_lib.utils import standard_normal as _standard_normal
 
 ENCODER_STEM_CHANNELS = 64
 # (output channels, residual blocks) of Down1..Down5 (card).
