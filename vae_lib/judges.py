@@ -26,8 +26,6 @@ Judges are trained once and cached like any checkpoint, in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from vae_lib.configs import JsonConfig
 from vae_lib.data import FACTOR_BINS, ImageData, InMemoryLoader, load_dataset
 from vae_lib.runtime import get_preset, pick_device, runs_dir, seed_everything
 from vae_lib.utils import atomic_write, evaluation_mode, model_device, rescale
@@ -232,8 +231,8 @@ def judge_accuracy(judge: Judge, data: ImageData, batch_size: int = PREDICT_BATC
 
 # ------------------------------------------------------------------------------- settings and cache
 @dataclass
-class JudgeSettings:
-    """Everything that decides a judge; its hash names the cached file.
+class JudgeSettings(JsonConfig):
+    """Everything that decides a judge; its hash (``JsonConfig.hash``, as a run's config) names the cached file.
 
     ``n_train``/``n_test``: images of the train split to learn from and of the test split to report
     ``test_accuracy`` on (None: all). ``shuffle_labels`` permutes the training targets: the
@@ -252,13 +251,6 @@ class JudgeSettings:
     hidden: int = 128
     seed: int = 0
     shuffle_labels: bool = False
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def hash(self, length: int = 10) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:length]
 
     def path(self, cache_dir: str | Path | None = None) -> Path:
         """``<cache_dir or runs_dir()/judges>/<dataset>-<hash>.pt``."""
