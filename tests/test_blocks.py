@@ -1,18 +1,10 @@
-"""ResBlock (vae_lib.nn.blocks) against the card, and the feature-map figure (vae_lib.nn.inspect_plots)."""
-import io
-
-import matplotlib
-
-matplotlib.use("Agg")
-
+"""ResBlock (vae_lib.nn.blocks) against the card (its feature-map figure: test_viz.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from vae_lib.nn.blocks import ResBlock
-from vae_lib.nn.inspect_plots import feature_maps
 
 
 def conv(k, cin, cout):
@@ -123,15 +115,3 @@ def test_gradients_reach_every_parameter():
     block(torch.randn(2, 8, 4, 4)).square().sum().backward()
     for name, p in block.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
-
-
-def test_feature_maps_figure():
-    fig = feature_maps(torch.randn(1, 10, 7, 7), ncols=4, title="10 channels")
-    assert isinstance(fig, Figure)
-    image = fig.axes[0].images[0].get_array()
-    # 3 rows x 4 columns of 7x7 tiles with 1-pixel padding around each
-    assert image.shape == (3 * 8 + 1, 4 * 8 + 1)
-    fig.savefig(io.BytesIO(), format="png")  # renders headless
-    assert feature_maps(torch.zeros(3, 5, 5)).axes[0].images[0].get_array().shape == (7, 19)
-    with pytest.raises(ValueError, match="fmap"):
-        feature_maps(torch.zeros(2, 3, 5, 5))

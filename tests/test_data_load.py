@@ -1,14 +1,11 @@
-"""load_dataset: bad input, the printed line, auto-digits' choice; the preview figures (headless)."""
+"""load_dataset: bad input, the printed line, auto-digits' choice; class and factor counts (figures: test_viz.py)."""
 from __future__ import annotations
-
-import io
 
 import pytest
 import torch
 
-from vae_lib.data import DATASET_NAMES, FACTOR_BINS, load_dataset
+from vae_lib.data import DATASET_NAMES, FACTOR_BINS, class_counts, factor_counts, load_dataset
 from vae_lib.data import torchvision_sets
-from vae_lib.data.preview import class_counts, factor_counts, factor_histograms, factor_traversals, show_dataset
 
 from test_data_sources import write_idx_set
 
@@ -65,32 +62,9 @@ def test_auto_digits_prefers_mnist_then_fashion_then_synthetic(offline):
     assert data.name == "mnist" and data.reason.startswith("auto-digits chose mnist:")
 
 
-def test_show_dataset_and_factor_histograms_headless():
+def test_class_and_factor_counts():
     shapes = load_dataset("shapes", n=40, size=32, verbose=False)
     counts = class_counts(shapes)
     assert list(counts) == shapes.class_names and sum(counts.values()) == 40
     assert {name: len(bins) for name, bins in factor_counts(shapes).items()} == FACTOR_BINS
     assert factor_counts(shapes)["rotation"] == torch.bincount(shapes.factors["rotation"], minlength=8).tolist()
-
-    figure = show_dataset(shapes, n=16)
-    assert len(figure.axes) == 2 and figure.dpi <= 80
-    assert [t.get_text() for t in figure.axes[1].get_yticklabels()] == shapes.class_names
-    histograms = factor_histograms(shapes)
-    titles = [ax.get_title() for ax in histograms.axes if ax.axison]
-    assert titles == list(shapes.factors)
-    for fig in (figure, histograms):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        assert buffer.getvalue()[:4] == b"\x89PNG"
-
-    digits = load_dataset("synthetic-digits", n=10, verbose=False)
-    show_dataset(digits)
-    with pytest.raises(ValueError, match="no generative factors"):
-        factor_histograms(digits)
-
-
-def test_factor_traversals_has_one_row_per_factor():
-    figure = factor_traversals(index=2, size=32)
-    assert [ax.get_ylabel() for ax in figure.axes] == list(FACTOR_BINS)
-    widths = [ax.images[0].get_array().shape[1] for ax in figure.axes]
-    assert widths == [bins * 33 + 1 for bins in FACTOR_BINS.values()]     # bins tiles of 32 px + 1 px padding

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from vae_lib.evaluate import (active_units, bits_per_dim, elbo_terms, evaluate_model, evaluation_mode,
-                              iwae_bound, reconstruction_error)
+from vae_lib.evaluate import (active_units, bits_per_dim, elbo_terms, evaluate_model, iwae_bound,
+                              reconstruction_error)
 
 IMAGE_SHAPE = (1, 2, 3)     # D = 6
 
@@ -219,15 +219,6 @@ def test_evaluate_model_is_reproducible_and_restores_the_mode(model, data):
     other = evaluate_model(model, loader, k=5, seed=8, progress=False)
     assert first["iwae_nll"] == second["iwae_nll"] and first["nll"] == second["nll"]
     assert other["iwae_nll"] != first["iwae_nll"]
-
-
-def test_evaluation_mode_restores_mode_after_an_error(model):
-    model.train()
-    with pytest.raises(RuntimeError):
-        with evaluation_mode(model):
-            assert not model.training and not torch.is_grad_enabled()
-            raise RuntimeError("boom")
-    assert model.training and torch.is_grad_enabled()
 
 
 # --------------------------------------------------------------------------------- bits, recon

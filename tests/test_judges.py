@@ -66,6 +66,22 @@ def test_settings_hash_changes_with_every_field():
         assert judges.JudgeSettings(**{**TINY, **change}).hash() != base.hash(), change
 
 
+def test_cached_judges_keep_their_file_names():
+    """The hashes of main before JudgeSettings took the config dataclasses' JSON and hash code: the
+    judges already cached under runs/judges/<dataset>-<hash>.pt must still be found."""
+    before = {("fashion-mnist", "smoke"): "6220732b32", ("fashion-mnist", "quick"): "1731d5a7a2",
+              ("fashion-mnist", "full"): "e1cb423125", ("mnist", "quick"): "09e189e06f",
+              ("synthetic-digits", "smoke"): "976001a16c", ("synthetic-digits", "quick"): "1836b71356",
+              ("shapes", "smoke"): "b33d54eaa0", ("shapes", "quick"): "ed09bbabe1", ("shapes", "full"): "3ffc63a8b5"}
+    for (dataset, preset), digest in before.items():
+        settings = judges.judge_settings(dataset, preset=preset)
+        assert settings.hash() == digest, (dataset, preset)
+        assert settings.path("cache").name == f"{dataset}-{digest}.pt"
+    assert judges.JudgeSettings("synthetic-digits").hash() == "1836b71356"
+    assert judges.JudgeSettings("shapes", dataset_kwargs={"size": 32}, n_train=10).hash() == "e841deccb8"
+    assert judges.JudgeSettings.from_dict(judges.JudgeSettings(**TINY).to_dict()) == judges.JudgeSettings(**TINY)
+
+
 def test_judge_settings_presets():
     smoke = judges.judge_settings("fashion-mnist", preset="smoke")
     quick = judges.judge_settings("fashion-mnist", preset="quick")
@@ -102,5 +118,3 @@ def test_bad_inputs_raise_clear_errors(real_judge):
         judges.fit_judge(real_judge, torch.zeros(4, 1, 28, 28), {"digit": torch.zeros(4, dtype=torch.long)})
     with pytest.raises(ValueError, match="label_head"):
         judges.Judge(1, 28, {"label": 10}, label_head="shape")
-    with pytest.raises(ValueError, match="low < high"):
-        judges.rescale(torch.zeros(1), (1, 0), (0, 1))

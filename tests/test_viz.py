@@ -1,6 +1,7 @@
 """Headless tests of vae_lib.viz: every figure is built on small inputs and its drawn arrays checked."""
 from __future__ import annotations
 
+import io
 import math
 
 import matplotlib
@@ -15,6 +16,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 from vae_lib import viz  # noqa: E402
+from vae_lib.data import FACTOR_BINS, load_dataset  # noqa: E402
+from vae_lib.models.cvae import CVAE  # noqa: E402
+from vae_lib.models.stylegan_vae import ConvolutionalVAE  # noqa: E402
 
 PAD = 2     # make_grid's padding, as documented in viz
 
@@ -461,6 +465,21 @@ def test_feature_maps_rows_per_layer_mean_then_most_varying_channels():
     assert axes[1, 0].get_ylabel().startswith("layer 1")
 
 
+def test_feature_maps_of_one_layer_every_channel_in_order():
+    fig = viz.feature_maps(torch.randn(1, 10, 7, 7), ncols=4, title="10 channels")
+    assert isinstance(fig, Figure)
+    # 3 rows x 4 columns of 7x7 tiles, channels in order; the last row has two empty tiles
+    axes = np.array(fig.axes).reshape(3, 4)
+    assert [len(ax.images) for ax in axes.ravel()] == [1] * 10 + [0] * 2
+    assert all(np.asarray(ax.images[0].get_array()).shape == (7, 7) for ax in axes.ravel()[:10])
+    assert axes[0, 0].get_ylabel() == "10x7x7"
+    fig.savefig(io.BytesIO(), format="png")  # renders headless
+    fig = viz.feature_maps(torch.zeros(3, 5, 5))
+    assert [np.asarray(ax.images[0].get_array()).shape for ax in fig.axes] == [(5, 5)] * 3
+    with pytest.raises(ValueError, match="one image"):
+        viz.feature_maps(torch.zeros(2, 3, 5, 5))
+
+
 def test_feature_maps_bad_input():
     with pytest.raises(ValueError, match="one image"):
         viz.feature_maps([torch.zeros(2, 3, 4, 4)])
@@ -486,3 +505,125 @@ def test_mixing_influence_curves_one_line_per_model_and_resolution_labels():
         viz.mixing_influence_curves({"a": [0.0, 1.0], "b": [0.0, 0.5, 1.0]})
     with pytest.raises(ValueError, match="layer resolutions"):
         viz.mixing_influence_curves(values, layer_resolutions=[4, 8])
+
+
+# ------------------------------------------------------------------ exploring a model (notebook 08)
+@pytest.fixture(scope="module")
+def cvae():
+    torch.manual_seed(0)
+    return CVAE(z_dim=4, num_classes=3).eval()
+
+
+def gray(images):
+    """(N, 1, H, W) in [0, 1] -> what the grid draws for each tile."""
+    return images[:, 0].numpy()
+
+
+def test_interpolation_paths_rows_share_endpoints_and_show_the_norms(cvae):
+    gen = torch.Generator().manual_seed(3)
+    z_a, z_b = torch.randn(4, generator=gen), torch.randn(4, generator=gen)
+    fig = viz.interpolation_paths(cvae, z_a, z_b, steps=5, label=2)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    array = drawn(fig)
+    assert array.shape == (2 * 30 + PAD, 5 * 30 + PAD)
+    with torch.no_grad():
+        ends = gray(cvae.decode(torch.stack([z_a, z_b]), torch.tensor([2, 2])))
+    for row in (0, 1):
+        np.testing.assert_allclose(tile(array, row, 0, 28, 28), ends[0], atol=1e-5)
+        np.testing.assert_allclose(tile(array, row, 4, 28, 28), ends[1], atol=1e-5)
+    # The midpoint differs: the straight line passes closer to the origin than the great circle.
+    assert not np.allclose(tile(array, 0, 2, 28, 28), tile(array, 1, 2, 28, 28))
+    lines = {line.get_label(): line.get_ydata() for line in fig.axes[1].get_lines()}
+    mid_linear = ((z_a + z_b) / 2).norm().item()
+    assert lines["linear"][2] == pytest.approx(mid_linear, rel=1e-5)
+    assert lines["spherical"][2] > mid_linear
+    assert lines["sqrt(d)"][0] == pytest.approx(2.0)
+
+
+def test_latent_traversal_moves_one_dimension_per_row(cvae):
+    z = torch.tensor([0.5, -0.5, 0.25, 1.0])
+    fig = viz.latent_traversal(cvae, z, dims=[1, 3], values=[-2.0, 0.0, 2.0], label=1)
+    array = drawn(fig)
+    assert array.shape == (2 * 30 + PAD, 3 * 30 + PAD)
+    code = z.clone()
+    code[3] = 2.0
+    with torch.no_grad():
+        want = gray(cvae.decode(code[None], torch.tensor([1])))[0]
+    np.testing.assert_allclose(tile(array, 1, 2, 28, 28), want, atol=1e-5)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z[1]", "z[3]"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-2", "0", "2"]
+    with pytest.raises(ValueError, match="dims"):
+        viz.latent_traversal(cvae, dims=[4], label=0)
+    with pytest.raises(ValueError, match="needs a label"):
+        viz.latent_traversal(cvae)
+
+
+def test_class_swap_keeps_z_per_row_and_the_class_per_column(cvae):
+    z = torch.randn(2, 4, generator=torch.Generator().manual_seed(4))
+    fig = viz.class_swap(cvae, z, class_names=["a", "b", "c"])
+    array = drawn(fig)
+    assert array.shape == (2 * 30 + PAD, 3 * 30 + PAD)
+    for i in range(2):
+        for c in range(3):
+            with torch.no_grad():
+                want = gray(cvae.decode(z[i:i + 1], torch.tensor([c])))[0]
+            np.testing.assert_allclose(tile(array, i, c, 28, 28), want, atol=1e-5, err_msg=f"row {i}, class {c}")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="class-conditional"):
+        viz.class_swap(ConvolutionalVAE(z_dim=4, input_size=8, max_channels=4, mapping_layers=1))
+
+
+def test_interpolation_of_a_stylegan_vae(stylevae):
+    fig = viz.interpolation_paths(stylevae, steps=3)
+    assert drawn(fig).shape == (2 * 10 + PAD, 3 * 10 + PAD, 3)
+
+
+def test_conditional_accuracy_bars_draw_the_shares():
+    result = {"overall": 0.5, "per_class": [1.0, 0.5, 0.0], "n_per_class": 2,
+              "confusion": torch.tensor([[2, 0, 0], [1, 1, 0], [0, 2, 0]])}
+    fig = viz.conditional_accuracy_bars(result, class_names=["x", "y", "z"])
+    heights = [patch.get_height() for patch in fig.axes[0].patches]
+    assert heights == [1.0, 0.5, 0.0]
+    np.testing.assert_allclose(drawn(fig, 1), [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0]])
+    with pytest.raises(ValueError, match="class names"):
+        viz.conditional_accuracy_bars(result, class_names=["x"])
+
+
+def test_factor_transfer_curves_one_line_per_factor():
+    table = {k: {"from_source1": {"shape": k / 2, "texture": (k / 2) ** 2, "light": 0.5},
+                 "as_expected": 1 - abs(k - 1.0)} for k in range(3)}
+    fig = viz.factor_transfer_curves(table)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"shape", "texture", "light", "coarse from 1\n& fine from 2"}
+    np.testing.assert_allclose(lines["texture"].get_ydata(), [0, 0.25, 1])
+    assert lines["shape"].get_linestyle() == "-" and lines["texture"].get_linestyle() == "--"
+    with pytest.raises(ValueError, match="empty"):
+        viz.factor_transfer_curves({})
+
+
+# --------------------------------------------------------------------------- datasets (notebook 00)
+def test_show_dataset_and_factor_histograms_headless():
+    shapes = load_dataset("shapes", n=40, size=32, verbose=False)
+    figure = viz.show_dataset(shapes, n=16)
+    assert len(figure.axes) == 2 and figure.dpi <= 80
+    assert [t.get_text() for t in figure.axes[1].get_yticklabels()] == shapes.class_names
+    histograms = viz.factor_histograms(shapes)
+    titles = [ax.get_title() for ax in histograms.axes if ax.axison]
+    assert titles == list(shapes.factors)
+    for fig in (figure, histograms):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        assert buffer.getvalue()[:4] == b"\x89PNG"
+
+    digits = load_dataset("synthetic-digits", n=10, verbose=False)
+    viz.show_dataset(digits)
+    with pytest.raises(ValueError, match="no generative factors"):
+        viz.factor_histograms(digits)
+
+
+def test_factor_traversals_has_one_row_per_factor():
+    figure = viz.factor_traversals(index=2, size=32)
+    assert [ax.get_ylabel() for ax in figure.axes] == list(FACTOR_BINS)
+    widths = [ax.images[0].get_array().shape[1] for ax in figure.axes]
+    assert widths == [bins * (32 + PAD) + PAD for bins in FACTOR_BINS.values()]     # bins tiles of 32 px, padded

@@ -1,13 +1,25 @@
 """vae_lib: the library behind the VAE course.
 
-Layers (a module imports only those below it)::
+Layers, top to bottom; a module imports only its own layer and those below it (``tests/test_layering.py``
+reads every import and fails on one that points up)::
 
-    cli / widgets / viz / evaluate / exercises
-    train, experiments            one Trainer for every model; train_or_load
-    configs, losses, perceptual, schedules
-    models (cvae, stylegan_vae)   tensors in, tensors out
-    nn (blocks, style)
-    data, runtime
+    cli, __main__                        the command line
+    widgets, exercises                   ipywidgets explorers; checks of the notebooks' exercises
+    viz/                                 every figure (grids, curves, latents, style, features, scores, data)
+    experiments, evaluate, judges,       train_or_load; ELBO, IWAE, bits/dim, active units; judge classifiers;
+      metrics                            FID, conditional accuracy, factor transfer
+    train, fastpaths, distributed        one Trainer for every model; speed options; several processes
+    configs, schedules, losses,          config dataclasses and presets; beta schedules; likelihoods, KL,
+      perceptual                         the VGG19 perceptual loss
+    models/ (cvae, stylegan_vae)         tensors in, tensors out
+    nn/ (blocks, style)                  building blocks
+    data/, envcheck                      datasets as ImageData, the in-memory loader; the environment check
+    utils, runtime, allocator            the ground floor, which imports nothing of vae_lib: evaluation_mode,
+                                         model_device, standard_normal, rescale, atomic_write; preset, device,
+                                         seeds, paths; malloc tuning
+
+``experiments`` still builds models and losses from strings with ``importlib``, an arrow that no
+import statement shows (and the test cannot check).
 
 The names below are imported lazily so that ``import vae_lib`` stays fast.
 """

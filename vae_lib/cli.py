@@ -26,10 +26,10 @@ import torch
 
 from vae_lib import distributed
 from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, get_config
-from vae_lib.data.cache import atomic_write
 from vae_lib.data.errors import DatasetNotFoundError
 from vae_lib.runtime import pick_device, runs_dir
 from vae_lib.train import CHECKPOINT_NAME, NonFiniteLossError
+from vae_lib.utils import atomic_write
 
 PROG = "vae-lib"
 METRICS_NAME = "metrics.json"

@@ -41,8 +41,9 @@ AUTOCAST_MODES = (None, "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-class _JsonConfig:
-    """``to_dict``/``from_dict`` for the config dataclasses; ``_nested`` names dataclass-valued fields."""
+class JsonConfig:
+    """``to_dict``/``from_dict`` and ``hash`` for the config dataclasses (runs, judges);
+    ``_nested`` names dataclass-valued fields."""
 
     _nested: ClassVar[dict[str, type]] = {}
 
@@ -62,6 +63,16 @@ class _JsonConfig:
                 kwargs[name] = sub.from_dict(kwargs[name])
         return cls(**kwargs)
 
+    def hash(self, length: int = 10) -> str:
+        """A digest of the whole content: the first ``length`` hex digits of the sha256 of the sorted,
+        compact JSON of ``_hashed_dict()`` (``to_dict()`` unless a subclass leaves fields out).
+        Names cached files (run directories, judges), so it must not change for the same content."""
+        text = json.dumps(self._hashed_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+    def _hashed_dict(self) -> dict:
+        return self.to_dict()
+
 
 def _reject_unknown(cls, data: dict) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
@@ -73,7 +84,7 @@ def _reject_unknown(cls, data: dict) -> None:
 
 
 @dataclass
-class BetaConfig(_JsonConfig):
+class BetaConfig(JsonConfig):
     """The KL weight: ``kind`` 'constant' (beta), 'linear' (0 -> beta over ``warmup_steps``),
     or 'cyclical' (``n_cycles`` cycles over the run, rising during the first ``ratio`` of each).
     ``beta`` is the constant value or the maximum."""
@@ -90,7 +101,7 @@ class BetaConfig(_JsonConfig):
 
 
 @dataclass
-class TrainConfig(_JsonConfig):
+class TrainConfig(JsonConfig):
     """The optimisation, with the ResNet-CVAE card's defaults.
 
     ``grad_clip`` is the max global grad norm (None: no clipping). ``max_steps`` stops a run early
@@ -168,7 +179,7 @@ _LATER_TRAIN_FIELDS = {"lr_schedule": "constant"}
 
 
 @dataclass
-class ExperimentConfig(_JsonConfig):
+class ExperimentConfig(JsonConfig):
     """One run: ``model`` ('cvae' | 'stylegan-vae') built with ``model_kwargs``, trained on
     ``load_dataset(dataset, n=n_train, **dataset_kwargs)`` (evaluated on ``n_test`` test images;
     None: all, 0: none) with the model's loss built from ``loss_kwargs``."""
@@ -196,17 +207,15 @@ class ExperimentConfig(_JsonConfig):
         """The config a run saved as JSON (``config.json``); fields added since take their defaults."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def hash(self, length: int = 10) -> str:
-        """A digest of the whole content (sha256 of the sorted JSON); names the run directory.
-
-        Fields added to ``TrainConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``) count only
-        when they differ from their defaults, so those runs keep their directories."""
+    def _hashed_dict(self) -> dict:
+        """What ``hash()`` digests (it names the run directory): the whole content, except that fields
+        added to ``TrainConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``) count only when they
+        differ from their defaults, so those runs keep their directories."""
         data = self.to_dict()
         for name, default in _LATER_TRAIN_FIELDS.items():
             if data["train"].get(name) == default:
                 del data["train"][name]
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:length]
+        return data
 
     def run_name(self) -> str:
         return f"{self.name}-{self.hash()}"

@@ -25,7 +25,6 @@ Usage::
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable
 
@@ -34,29 +33,11 @@ from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from vae_lib.losses import kl_standard_normal, log_likelihood
+from vae_lib.utils import evaluation_mode, model_device
 
 # Images decoded per forward pass inside the IWAE bound; bounds memory whatever k and the batch size.
 DEFAULT_DECODE_BUDGET = 1024
 ACTIVE_THRESHOLD = 0.01
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: torch.nn.Module):
-    """``model.eval()`` under ``torch.no_grad()``; the previous train/eval mode comes back afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (cpu for a model with neither)."""
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _model_dtype(model: torch.nn.Module) -> torch.dtype:

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from vae_lib.configs import ExperimentConfig, get_config
-from vae_lib.data.cache import atomic_write
 from vae_lib.runtime import runs_dir, seed_everything
 from vae_lib.train import Trainer
+from vae_lib.utils import atomic_write
 
 # config.model -> (module, class) of the model and of its loss.
 MODELS = {"cvae": ("vae_lib.models.cvae", "CVAE"),

@@ -26,8 +26,6 @@ Judges are trained once and cached like any checkpoint, in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from vae_lib.configs import JsonConfig
 from vae_lib.data import FACTOR_BINS, ImageData, InMemoryLoader, load_dataset
-from vae_lib.data.cache import atomic_write
-from vae_lib.evaluate import evaluation_mode, model_device
 from vae_lib.runtime import get_preset, pick_device, runs_dir, seed_everything
+from vae_lib.utils import atomic_write, evaluation_mode, model_device, rescale
 
 LABEL_HEAD = "label"
 FEATURE_POOL = 4          # side of the pooled map before the hidden layer
@@ -160,18 +158,6 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
             nn.ReLU()]
 
 
-def rescale(images: torch.Tensor, source_range, target_range) -> torch.Tensor:
-    """Map pixel values linearly from ``source_range`` onto ``target_range`` (None: leave as they are)."""
-    if source_range is None:
-        return images
-    (a, b), (c, d) = (tuple(float(v) for v in r) for r in (source_range, target_range))
-    if not (b > a and d > c):
-        raise ValueError(f"Ranges must be (low, high) with low < high, got {source_range} and {target_range}.")
-    if (a, b) == (c, d):
-        return images
-    return (images - a) * ((d - c) / (b - a)) + c
-
-
 # ------------------------------------------------------------------------------------------ training
 def targets_of(data: ImageData) -> dict[str, torch.Tensor]:
     """What a judge of ``data`` learns: the factors of 'shapes', else {"label": labels}."""
@@ -245,8 +231,8 @@ def judge_accuracy(judge: Judge, data: ImageData, batch_size: int = PREDICT_BATC
 
 # ------------------------------------------------------------------------------- settings and cache
 @dataclass
-class JudgeSettings:
-    """Everything that decides a judge; its hash names the cached file.
+class JudgeSettings(JsonConfig):
+    """Everything that decides a judge; its hash (``JsonConfig.hash``, as a run's config) names the cached file.
 
     ``n_train``/``n_test``: images of the train split to learn from and of the test split to report
     ``test_accuracy`` on (None: all). ``shuffle_labels`` permutes the training targets: the
@@ -265,13 +251,6 @@ class JudgeSettings:
     hidden: int = 128
     seed: int = 0
     shuffle_labels: bool = False
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def hash(self, length: int = 10) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:length]
 
     def path(self, cache_dir: str | Path | None = None) -> Path:
         """``<cache_dir or runs_dir()/judges>/<dataset>-<hash>.pt``."""
@@ -376,4 +355,4 @@ def chance_accuracy(judge: Judge) -> dict[str, float]:
 
 
 __all__ = ["Judge", "JudgeSettings", "chance_accuracy", "fit_judge", "judge_accuracy", "judge_for",
-           "judge_settings", "load_judge", "rescale", "targets_of", "train_or_load_judge"]
+           "judge_settings", "load_judge", "targets_of", "train_or_load_judge"]

@@ -31,8 +31,8 @@ import math
 import torch
 
 from vae_lib.data import ImageData
-from vae_lib.evaluate import evaluation_mode, model_device
 from vae_lib.judges import PREDICT_BATCH, Judge
+from vae_lib.utils import evaluation_mode, model_device
 
 FID_SAMPLES = 10_000
 FID_SEED = 0

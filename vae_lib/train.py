@@ -49,12 +49,12 @@ import torch
 from tqdm.auto import tqdm
 
 from vae_lib.configs import TrainConfig
-from vae_lib.data.cache import atomic_write
 from vae_lib.distributed import all_reduce_mean, all_reduce_sum, rank_and_world_size, shard
 from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_channels_last, set_num_threads,
                                to_channels_last)
 from vae_lib.runtime import pick_device, seed_everything
 from vae_lib.schedules import build_schedule
+from vae_lib.utils import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Keys of a step record that are counters, not terms to average.

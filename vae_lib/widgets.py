@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from vae_lib.explore import decode_latents
 from vae_lib.metrics import decode_truncated
+from vae_lib.utils import rescale
+from vae_lib.viz import decode_latents, value_range_of
 
 SLIDER_RANGE = 3.0     # z sliders span [-3, 3]: almost all of N(0, 1)
 
@@ -32,8 +33,7 @@ def to_uint8(image: torch.Tensor, value_range=(0.0, 1.0)) -> np.ndarray:
     image = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"Expected one image (C, H, W) with C = 1 or 3, got shape {tuple(image.shape)}.")
-    lo, hi = (float(v) for v in value_range)
-    scaled = ((image - lo) / (hi - lo)).clamp(0, 1).mul(255).round().to(torch.uint8)
+    scaled = rescale(image, value_range, (0.0, 1.0)).clamp(0, 1).mul(255).round().to(torch.uint8)
     return scaled[0].numpy() if scaled.shape[0] == 1 else scaled.permute(1, 2, 0).numpy()
 
 
@@ -55,7 +55,7 @@ def png_bytes(array: np.ndarray, scale: int = 4) -> bytes:
 def cvae_image(model, z, label: int, *, value_range=None) -> np.ndarray:
     """The CVAE's image ``decode(z, label)`` for one code z (z_dim,) as uint8 (H, W)."""
     image = decode_latents(model, torch.as_tensor(z, dtype=torch.float32).reshape(1, -1), int(label))
-    return to_uint8(image, value_range if value_range is not None else model.data_range)
+    return to_uint8(image, value_range_of(model, value_range))
 
 
 def stylevae_image(model, z1, z2, crossover: int, truncation_psi: float = 1.0, *,

@@ -1,4 +1,4 @@
-"""ImageData: a whole dataset as tensors, plus where it came from and why."""
+"""ImageData: a whole dataset as tensors, plus where it came from and why; its class and factor counts."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 
 from vae_lib.data.loader import InMemoryLoader
+from vae_lib.data.shapes import FACTOR_BINS
+from vae_lib.utils import rescale
 
 
 @dataclass
@@ -60,8 +62,7 @@ class ImageData:
         """The same data with pixel values mapped linearly from ``value_range`` onto ``(lo, hi)``."""
         if not hi > lo:
             raise ValueError(f"rescaled: need lo < hi, got ({lo}, {hi})")
-        old_lo, old_hi = self.value_range
-        images = (self.images - old_lo) * ((hi - lo) / (old_hi - old_lo)) + lo
+        images = rescale(self.images, self.value_range, (lo, hi))
         return dataclasses.replace(self, images=images, value_range=(float(lo), float(hi)))
 
     def loader(self, batch_size: int = 128, shuffle: bool = True, device=None, seed: int = 0,
@@ -69,3 +70,15 @@ class ImageData:
         """An :class:`InMemoryLoader` over ``(images, labels)``."""
         return InMemoryLoader(self.images, self.labels, batch_size=batch_size, shuffle=shuffle,
                               drop_last=drop_last, device=device, seed=seed)
+
+
+def class_counts(data: ImageData) -> dict[str, int]:
+    """Samples per class: class name -> count, in label order."""
+    counts = torch.bincount(data.labels, minlength=len(data.class_names))
+    return {name: int(c) for name, c in zip(data.class_names, counts)}
+
+
+def factor_counts(data: ImageData) -> dict[str, list[int]]:
+    """Samples per bin of each generative factor: name -> [count of bin 0, bin 1, ...]."""
+    return {name: torch.bincount(values, minlength=FACTOR_BINS.get(name, 0)).tolist()
+            for name, values in data.factors.items()}

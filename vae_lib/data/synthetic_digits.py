@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from vae_lib.data.cache import atomic_write
 from vae_lib.data.counter_rng import integers, uniforms
 from vae_lib.data.render_threads import one_thread
 from vae_lib.runtime import data_dir
+from vae_lib.utils import atomic_write
 
 IMAGE_SIZE = 28
 BOX_SIZE = 20                      # MNIST fits each digit into a 20x20 box ...

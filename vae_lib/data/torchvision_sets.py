@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import torch
 from torchvision.datasets import MNIST, FashionMNIST
 
-from vae_lib.data.cache import atomic_write
 from vae_lib.data.errors import DatasetNotFoundError
 from vae_lib.runtime import data_dir
+from vae_lib.utils import atomic_write
 
 # Folders searched after root= and data_dir(); $VAE_SYSTEM_DATA_DIRS (os.pathsep-separated) overrides.
 SYSTEM_DATA_DIRS = ("/usr/share/datasets",)

@@ -17,11 +17,11 @@ import math
 
 import torch
 
-from vae_lib.evaluate import evaluation_mode
 from vae_lib.exercises import ExerciseError, passed
 from vae_lib.exercises import call_student
 from vae_lib.metrics import frechet_distance
 from vae_lib.models.cvae import CVAE
+from vae_lib.utils import evaluation_mode
 from vae_lib.viz import interpolate_latents
 
 ATOL = 1e-4

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_lib.nn.blocks import ResBlock, make_activation, make_norm
+from vae_lib.utils import standard_normal
 
 IMAGE_SHAPE = (1, 28, 28)
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -146,7 +147,7 @@ class CVAE(nn.Module):
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); (B, z_dim). Samples in train and eval mode."""
-        return mu + torch.exp(0.5 * logvar) * _standard_normal(mu.shape, mu, generator)
+        return mu + torch.exp(0.5 * logvar) * standard_normal(mu.shape, mu, generator)
 
     def decode_params(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """z (B, z_dim), y (B,) -> the head's raw output (B, 1, 28, 28): logits (Bernoulli) or mean (Gaussian)."""
@@ -183,7 +184,7 @@ class CVAE(nn.Module):
             raise ValueError(f"y must have shape (B,), got {tuple(y.shape)}.")
         like = torch.empty(0, device=device, dtype=next(self.parameters()).dtype)
         with torch.no_grad():
-            return self.decode(_standard_normal((y.shape[0], self.z_dim), like, generator), y)
+            return self.decode(standard_normal((y.shape[0], self.z_dim), like, generator), y)
 
     # ---- stages, for tests and the notebook's tables -------------------------------------------
     def stages(self) -> list[tuple[str, nn.Module]]:
@@ -277,9 +278,3 @@ class CVAE(nn.Module):
             raise ValueError(f"Labels must lie in [0, {self.num_classes}), got values in [{lo}, {hi}].")
         return y
 
-
-def _standard_normal(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """N(0, I) of ``shape`` with the dtype and device of ``like``, drawn on the generator's device."""
-    device = generator.device if generator is not None else like.device
-    eps = torch.randn(shape, generator=generator, device=device, dtype=like.dtype)
-    return eps.to(like.device)

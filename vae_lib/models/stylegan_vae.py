@@ -40,10 +40,11 @@ import math
 import torch
 from torch import nn
 
-from vae_lib.models.cvae import RANGE_TOLERANCE, _standard_normal
+from vae_lib.models.cvae import RANGE_TOLERANCE
 from vae_lib.nn.blocks import make_norm
 from vae_lib.nn.style import (LRELU_SLOPE, MappingNetwork, Synthesis, check_noise_mode,
                               check_power_of_two, equalize_learning_rate, mix_styles)
+from vae_lib.utils import standard_normal
 
 ENCODER_STEM_CHANNELS = 64
 # (output channels, residual blocks) of Down1..Down5 (card).
@@ -207,7 +208,7 @@ class ConvolutionalVAE(nn.Module):
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); (B, z_dim)."""
-        return mu + torch.exp(0.5 * logvar) * _standard_normal(mu.shape, mu, generator)
+        return mu + torch.exp(0.5 * logvar) * standard_normal(mu.shape, mu, generator)
 
     def decode(self, z: torch.Tensor, y: None = None, *, noise_mode: str | None = None,
                truncation_psi: float = 1.0) -> torch.Tensor:
@@ -248,7 +249,7 @@ class ConvolutionalVAE(nn.Module):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive whole number of images, got {n!r}.")
         with torch.no_grad():
-            z = _standard_normal((n, self.z_dim), self.mapping.w_avg, generator)
+            z = standard_normal((n, self.z_dim), self.mapping.w_avg, generator)
             return self.decode(z, noise_mode=noise_mode, truncation_psi=truncation_psi)
 
     def mix(self, z1: torch.Tensor, z2: torch.Tensor, crossover: int, *, truncation_psi: float = 1.0,

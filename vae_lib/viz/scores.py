@@ -1,0 +1,77 @@
+"""The judges' numbers (:mod:`vae_lib.metrics`) as pictures: conditional accuracy per class with its
+confusion matrix, and which style layers carry which factor of the 'shapes' scenes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from vae_lib.metrics import COARSE_FACTORS, FINE_FACTORS
+from vae_lib.viz.grids import DPI
+
+
+def conditional_accuracy_bars(result: dict, class_names=None, *, dpi: int = DPI) -> Figure:
+    """Left: the share of samples per class that the judge recognises (``conditional_accuracy``
+    output), with the overall share and chance; right: the confusion matrix (asked -> judged)."""
+    per_class = np.asarray(result["per_class"], dtype=float)
+    confusion = np.asarray(result["confusion"], dtype=float)
+    classes = len(per_class)
+    if confusion.shape != (classes, classes):
+        raise ValueError(f"confusion must be ({classes}, {classes}), got {confusion.shape}.")
+    names = [str(c) for c in (class_names if class_names is not None else range(classes))]
+    if len(names) != classes:
+        raise ValueError(f"Got {len(names)} class names for {classes} classes.")
+    fig = Figure(figsize=(7.5, 3.0), dpi=dpi, layout="constrained")
+    bars, matrix = fig.subplots(1, 2, width_ratios=(1.4, 1))
+    bars.bar(np.arange(classes), per_class, color="tab:blue")
+    bars.axhline(result["overall"], color="k", lw=1.2, label=f"overall {result['overall']:.1%}")
+    bars.axhline(1 / classes, color="gray", ls=":", lw=1.2, label=f"chance {1 / classes:.0%}")
+    bars.set_xticks(np.arange(classes), names, rotation=45 if class_names is not None else 0, ha="right"
+                    if class_names is not None else "center", fontsize="small")
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("judged as asked")
+    bars.legend(fontsize="small", loc="lower right")
+    bars.set_title(f"{result['n_per_class']} samples per class")
+    shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    matrix.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    matrix.set_xlabel("judged")
+    matrix.set_ylabel("asked")
+    matrix.set_xticks(np.arange(classes))
+    matrix.set_yticks(np.arange(classes))
+    matrix.tick_params(labelsize="x-small")
+    return fig
+
+
+def factor_transfer_curves(table: dict, *, coarse=COARSE_FACTORS, fine=FINE_FACTORS, dpi: int = DPI) -> Figure:
+    """``factor_transfer`` as lines: for each factor, the share of mixed images that take it from
+    source 1 (the code of style layers [0, k)) against the crossover k.
+
+    Coarse factors (solid) should come from source 1 already at small k, fine ones (dashed) only at
+    large k; the gap between them is what the early and late layers control. Black: the share of
+    images whose coarse factors all follow source 1 and fine ones all follow source 2.
+    """
+    if not table:
+        raise ValueError("The table is empty.")
+    ks = sorted(table)
+    factors = list(next(iter(table.values()))["from_source1"])
+    fig = Figure(figsize=(6.0, 3.4), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    solid = iter(["tab:blue", "tab:cyan", "tab:purple", "tab:green", "tab:olive", "tab:brown"])
+    dashed = iter(["tab:red", "tab:orange", "tab:pink", "tab:brown"])
+    for f in factors:
+        y = [table[k]["from_source1"][f] for k in ks]
+        if f in coarse:
+            style = dict(ls="-", color=next(solid, None))
+        elif f in fine:
+            style = dict(ls="--", color=next(dashed, None))
+        else:
+            style = dict(ls=":", color="gray")
+        ax.plot(ks, y, marker="o", ms=3, lw=1.3, label=f, **style)
+    ax.plot(ks, [table[k]["as_expected"] for k in ks], color="k", lw=2.2, label="coarse from 1\n& fine from 2")
+    ax.set_xlabel("crossover k: style layers [0, k) from source 1, [k, L) from source 2")
+    ax.set_ylabel("share taking the factor from source 1")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xticks(ks)
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title("which style layers carry which factor")
+    return fig
