@@ -51,6 +51,14 @@ VARIANTS = {
     "recipe-skip": {**RECIPE, "model_kwargs.skip_rgb": True},
     "recipe-mapped": {**RECIPE, "model_kwargs.input_mode": "mapped"},
     "recipe-skip-mapped": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.input_mode": "mapped"},
+    "recipe-skip-flat": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.encoder_pool": "flatten"},
+    "recipe-skip-flat-mapped": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.encoder_pool": "flatten",
+                                "model_kwargs.input_mode": "mapped"},
+    "recipe-flat": {**RECIPE, "model_kwargs.encoder_pool": "flatten"},
+    "recipe-skip-gain": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.mapping_gain": 1.387},
+    "recipe-gain": {**RECIPE, "model_kwargs.mapping_gain": 1.387},
+    "recipe-skip-flat-gain": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.encoder_pool": "flatten",
+                              "model_kwargs.mapping_gain": 1.387},
     "recipe-skip-eqlr": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.equalized_lr": True,
                          "model_kwargs.mapping_lr_mul": 0.01},
 }
@@ -75,7 +83,8 @@ def reconstruction_psnr(model, images: torch.Tensor) -> float:
     return psnr(recon.float(), images, (-1.0, 1.0)).mean().item()
 
 
-def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None) -> dict:
+def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None,
+        images_dir: Path | None = None, ema_half_life: float | None = None) -> dict:
     config = variant_config(name, mode, steps, common)
     seed_everything(config.train.seed)
     model = build_model(config)
@@ -89,6 +98,12 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         held_out = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False).images
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
     trainer = Trainer(model, build_loss(config), config.train, progress=False)
+    ema = None
+    if ema_half_life:
+        from vae_lib.ema import WeightEMA
+
+        ema = WeightEMA(model, config.train.batch_size, half_life_images=ema_half_life)
+        trainer.optimizer.register_step_post_hook(lambda *_: ema.update(model))
     curve, seconds = [], 0.0
     while trainer.step < steps:
         target = min(steps, trainer.step + eval_every)
@@ -100,9 +115,24 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         point = {"step": trainer.step, "seconds": round(seconds, 1),
                  "psnr_db": round(reconstruction_psnr(model, held_out), 2),
                  "kl": round(last["kl"], 2), **({"sigma": round(last["sigma"], 4)} if "sigma" in last else {})}
+        if ema is not None:
+            point["ema_psnr_db"] = round(reconstruction_psnr(ema.module, held_out), 2)
         curve.append(point)
         print(f"{name:>20} {mode:>7} step {point['step']:5d}  {point['seconds']:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
-              f"  (mean image {floor:.2f})  kl {point['kl']:.1f}", flush=True)
+              f"  (mean image {floor:.2f})  kl {point['kl']:.1f}"
+              + (f"  EMA {point['ema_psnr_db']:.2f} dB" if ema is not None else ""), flush=True)
+    if images_dir is not None:
+        import torchvision.utils as vutils
+
+        images_dir.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            model.eval()
+            shown = held_out[:8]
+            recon = model.decode(model.encode(shown)[0], noise_mode="const").float()
+            samples = model.decode(torch.randn(8, model.z_dim, generator=torch.Generator().manual_seed(0)),
+                                   noise_mode="const").float()
+        grid = torch.cat([shown, recon, samples]) * 0.5 + 0.5
+        vutils.save_image(grid, images_dir / f"{name}-{mode}-{steps}.png", nrow=8, padding=1)
     return {"variant": name, "mode": mode, "overrides": {**VARIANTS[name], **(common or {})}, "steps": steps,
             "threads": torch.get_num_threads(),
             "batch_size": config.train.batch_size, "mean_image_psnr_db": round(floor, 2), "curve": curve,
@@ -120,7 +150,11 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
                         help="overrides for every variant, e.g. model_kwargs.max_channels=32")
     parser.add_argument("--tag", default="", help="appended to the result's key")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="a folder for a PNG per run: 8 test images, their reconstructions, 8 samples")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--ema", type=float, default=None, metavar="IMAGES",
+                        help="also keep an EMA of the weights with this half-life (ramp-up 0.05) and score it")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +163,7 @@ def main() -> None:
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__}
     for name in args.variants:
-        record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common)
+        record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common, args.images, args.ema)
         results = json.loads(args.out.read_text()) if args.out.exists() else results
         results["runs"][f"{name}/{args.mode}{args.tag}"] = record
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ def test_constructor_defaults_follow_the_card_and_the_interface():
     assert defaults == dict(z_dim=512, input_size=128, use_style_mixing=False, w_dim=None, mapping_layers=8,
                             max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
                             w_avg_beta=0.995, skip_rgb=False, input_mode="const", equalized_lr=False,
-                            mapping_lr_mul=1.0)
+                            mapping_lr_mul=1.0, encoder_pool="average", mapping_gain=0.5)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
 
 
@@ -346,3 +346,32 @@ def test_the_shared_interface(small_model):
         small_model.mix(z, z, 2.0)
     with pytest.raises(ValueError, match="whole number"):
         small_model.sample(2.0)
+
+
+def test_flatten_pool_keeps_the_sixteen_cells_of_the_last_map():
+    torch.manual_seed(0)
+    average = StrongerEncoder(z_dim=8, input_size=16, max_channels=16)
+    flat = StrongerEncoder(z_dim=8, input_size=16, max_channels=16, pool="flatten")
+    assert n_params(flat) - n_params(average) == 15 * 16 * 16      # FC in-features 16 -> 16 * 16
+    # An image and its mirror have the same averaged features but not the same flattened ones.
+    x = images(1, 16)
+    with torch.no_grad():
+        feats = flat.stages(flat.stem(torch.cat([x, x.flip(-1)])))
+        assert feats.shape == (2, 16, 4, 4)
+        assert flat.pool(feats).shape == (2, 256)
+    with pytest.raises(ValueError, match="pool"):
+        StrongerEncoder(z_dim=8, input_size=16, pool="max")
+
+
+def test_mapping_gain_sets_the_scale_of_w_at_initialisation():
+    from vae_lib.models.stylegan_vae import MAPPING_GAIN_PRESERVING
+
+    z = torch.randn(2000, 64, generator=torch.Generator().manual_seed(0))
+    rms = {}
+    for gain in (0.5, MAPPING_GAIN_PRESERVING):
+        torch.manual_seed(0)
+        model = ConvolutionalVAE(z_dim=64, input_size=16, max_channels=16, mapping_layers=8, mapping_gain=gain)
+        with torch.no_grad():
+            rms[gain] = model.mapping(z).pow(2).mean().sqrt().item()
+    assert rms[0.5] < 1e-3                                 # the card's init: w is nearly constant
+    assert 0.3 < rms[MAPPING_GAIN_PRESERVING] < 3.0        # scale kept through 8 layers

@@ -50,6 +50,8 @@ ENCODER_STEM_CHANNELS = 64
 # (output channels, residual blocks) of Down1..Down5 (card).
 ENCODER_STAGES = ((128, 2), (256, 2), (512, 3), (512, 2), (512, 1))
 DATA_RANGE = (-1.0, 1.0)
+# He et al. (2015)'s gain for LeakyReLU(0.2): keeps the scale of w through the mapping network.
+MAPPING_GAIN_PRESERVING = math.sqrt(2.0 / (1.0 + LRELU_SLOPE ** 2))
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -91,16 +93,27 @@ class DownStage(nn.Module):
         return self.blocks(self.down(x))
 
 
+ENCODER_POOLS = ("average", "flatten")
+
+
 class StrongerEncoder(nn.Module):
     """x (B, 3, S, S) -> (mu, raw logvar), each (B, z_dim). See the module docstring for the stages.
 
     S is a power of two in [8, 128]; the stages stop once the map is 4 x 4 (log2(S) - 2 of them).
+
+    ``pool``: ``"average"`` (card: AdaptiveAvgPool + Flatten, (C,)) or ``"flatten"`` (beyond the
+    card: the whole 4 x 4 map, (16 C,), into the FC layer). A global average keeps what is in the
+    image but not where: position then has to be read from the zero padding's border effects, which
+    a briefly trained encoder has not learned; flattening keeps the 16 cells apart.
     """
 
-    def __init__(self, z_dim: int = 512, input_size: int = 128, *, max_channels: int = 512):
+    def __init__(self, z_dim: int = 512, input_size: int = 128, *, max_channels: int = 512,
+                 pool: str = "average"):
         super().__init__()
         check_power_of_two(input_size, "input_size", minimum=8, maximum=4 * 2 ** len(ENCODER_STAGES))
-        self.z_dim, self.input_size = z_dim, input_size
+        if pool not in ENCODER_POOLS:
+            raise ValueError(f"pool must be one of {ENCODER_POOLS}, got {pool!r}.")
+        self.z_dim, self.input_size, self.pool_mode = z_dim, input_size, pool
         width = min(ENCODER_STEM_CHANNELS, max_channels)
         self.stem = conv_norm_act(3, width)
         stages = []
@@ -110,8 +123,9 @@ class StrongerEncoder(nn.Module):
             width = out_channels
         self.stages = nn.Sequential(*stages)
         self.feature_channels = width
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(LRELU_SLOPE))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if pool == "average" else nn.Flatten()
+        self.fc = nn.Sequential(nn.Linear(width * (1 if pool == "average" else 16), width),
+                                nn.LeakyReLU(LRELU_SLOPE))
         self.mu = nn.Linear(width, z_dim)
         self.logvar = nn.Linear(width, z_dim)
         for linear in (self.fc[0], self.mu, self.logvar):
@@ -138,6 +152,13 @@ class ConvolutionalVAE(nn.Module):
 
     Options beyond the card (defaults give the card's network; what each one bought on the CPU
     preset is measured in ``benchmarks/stylevae_learning.py``):
+        encoder_pool: ``"average"`` (card) or ``"flatten"``: see ``StrongerEncoder``.
+        mapping_gain: the gain of the mapping network's Xavier init (card: 0.5). With 0.5 every
+            layer shrinks its input about 3x, so at initialisation w has a root-mean-square of 0.14
+            after 2 layers, 0.017 after 4 and 2e-4 after the card's 8: w is nearly the same for
+            every z, and each style affine, whose gradient is proportional to w, barely learns.
+            ``MAPPING_GAIN_PRESERVING`` (sqrt(2 / (1 + 0.2^2)), He et al.'s gain for
+            LeakyReLU(0.2)) keeps w's scale through the layers.
         skip_rgb: StyleGAN2's skip synthesis, an RGB output at every resolution, summed.
         input_mode: ``"const"`` (card: a learned 4 x 4 constant) or ``"mapped"`` (Linear(w_0)).
         equalized_lr: the equalized learning rate of StyleGAN on every Linear and Conv2d
@@ -166,7 +187,8 @@ class ConvolutionalVAE(nn.Module):
                  w_dim: int | None = None, mapping_layers: int = 8, max_channels: int = 512,
                  mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
                  w_avg_beta: float = 0.995, skip_rgb: bool = False, input_mode: str = "const",
-                 equalized_lr: bool = False, mapping_lr_mul: float = 1.0):
+                 equalized_lr: bool = False, mapping_lr_mul: float = 1.0, encoder_pool: str = "average",
+                 mapping_gain: float = 0.5):
         super().__init__()
         if z_dim < 1 or max_channels < 1:
             raise ValueError(f"z_dim and max_channels must be positive, got {z_dim} and {max_channels}.")
@@ -183,8 +205,9 @@ class ConvolutionalVAE(nn.Module):
         self.logvar_clamp = logvar_clamp
         self.data_range = DATA_RANGE
 
-        self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels)
-        self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta)
+        self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels, pool=encoder_pool)
+        self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
+                                      init_gain=mapping_gain)
         self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels,
                                    noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode)
         self.num_style_layers = self.synthesis.num_layers
