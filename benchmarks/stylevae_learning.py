@@ -59,6 +59,12 @@ VARIANTS = {
     "recipe-gain": {**RECIPE, "model_kwargs.mapping_gain": 1.387},
     "recipe-skip-flat-gain": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.encoder_pool": "flatten",
                               "model_kwargs.mapping_gain": 1.387},
+    "recipe-flat-gain": {**RECIPE, "model_kwargs.encoder_pool": "flatten", "model_kwargs.mapping_gain": 1.387},
+    "recipe-skip-flat-gain-wide": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.encoder_pool": "flatten",
+                                   "model_kwargs.mapping_gain": 1.387, "model_kwargs.channel_base": 1024,
+                                   "model_kwargs.max_channels": 64},
+    "recipe-flat-gain-wide": {**RECIPE, "model_kwargs.encoder_pool": "flatten", "model_kwargs.mapping_gain": 1.387,
+                              "model_kwargs.channel_base": 1024, "model_kwargs.max_channels": 64},
     "recipe-skip-eqlr": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.equalized_lr": True,
                          "model_kwargs.mapping_lr_mul": 0.01},
 }

@@ -60,7 +60,8 @@ def test_constructor_defaults_follow_the_card_and_the_interface():
     assert defaults == dict(z_dim=512, input_size=128, use_style_mixing=False, w_dim=None, mapping_layers=8,
                             max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
                             w_avg_beta=0.995, skip_rgb=False, input_mode="const", equalized_lr=False,
-                            mapping_lr_mul=1.0, encoder_pool="average", mapping_gain=0.5)
+                            mapping_lr_mul=1.0, encoder_pool="average", mapping_gain=0.5,
+                            channel_base=32768)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
 
 

@@ -152,6 +152,10 @@ class ConvolutionalVAE(nn.Module):
 
     Options beyond the card (defaults give the card's network; what each one bought on the CPU
     preset is measured in ``benchmarks/stylevae_learning.py``):
+        channel_base: the synthesis has min(max_channels, channel_base // r) channels at resolution
+            r (StyleGAN2-ADA's ``cbase``, 32768: the card's 512 up to 64 px and 256 at 128 px). A
+            small base with a larger ``max_channels`` keeps the low resolutions, where shape and
+            position are decided, wide and the expensive high resolutions narrow.
         encoder_pool: ``"average"`` (card) or ``"flatten"``: see ``StrongerEncoder``.
         mapping_gain: the gain of the mapping network's Xavier init (card: 0.5). With 0.5 every
             layer shrinks its input about 3x, so at initialisation w has a root-mean-square of 0.14
@@ -188,7 +192,7 @@ class ConvolutionalVAE(nn.Module):
                  mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
                  w_avg_beta: float = 0.995, skip_rgb: bool = False, input_mode: str = "const",
                  equalized_lr: bool = False, mapping_lr_mul: float = 1.0, encoder_pool: str = "average",
-                 mapping_gain: float = 0.5):
+                 mapping_gain: float = 0.5, channel_base: int = 32768):
         super().__init__()
         if z_dim < 1 or max_channels < 1:
             raise ValueError(f"z_dim and max_channels must be positive, got {z_dim} and {max_channels}.")
@@ -208,7 +212,7 @@ class ConvolutionalVAE(nn.Module):
         self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels, pool=encoder_pool)
         self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
                                       init_gain=mapping_gain)
-        self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels,
+        self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels, channel_base=channel_base,
                                    noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode)
         self.num_style_layers = self.synthesis.num_layers
         if equalized_lr:

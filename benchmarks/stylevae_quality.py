@@ -1,0 +1,117 @@
+"""Does the StyleGAN-VAE CPU preset work? Its training time and the measures of issue 11, in one JSON.
+
+Trains (or loads, from ``runs/``) the course's quick StyleGAN-VAE with ``train_or_load``, then on the
+preset's held-out test shapes:
+
+* PSNR of the reconstructions decode(mu) (constant noise), against the mean image;
+* the shapes judge's read-back: for each factor, its accuracy on the reconstructions over its
+  accuracy on the real images (the judge is the course's, ``train_or_load_judge``);
+* style mixing: ``metrics.factor_transfer`` for every crossover k, from the posterior means of
+  test images and from prior samples; the best k and its "coarse from 1, fine from 2" share;
+* prior samples: the entropy of the judge's shape labels (nats; log 5 = 1.61 for the data).
+
+    python benchmarks/stylevae_quality.py                 # -> benchmarks/results/stylevae_quality.json
+    python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from vae_lib.configs import apply_overrides, get_config
+from vae_lib.evaluate import psnr
+from vae_lib.experiments import build_data, train_or_load
+from vae_lib.judges import judge_settings, train_or_load_judge
+from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer
+
+RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
+READ_BACK = ("shape", "object_hue", "position_x", "position_y", "background_hue", "texture", "scale")
+
+
+def entropy(labels: torch.Tensor, classes: int) -> float:
+    p = torch.bincount(labels, minlength=classes).double() / len(labels)
+    return -(p[p > 0] * p[p > 0].log()).sum().item()
+
+
+def measure(config, *, pairs: int, samples: int) -> dict:
+    start = time.perf_counter()
+    load_avg_start = os.getloadavg()[0]
+    model, history, info = train_or_load(config)
+    train_seconds = sum(epoch["time_s"] for epoch in history["epochs"])
+    test = build_data(config, "test", verbose=False)
+    with torch.no_grad():
+        recon = torch.cat([model.reconstruct(x) for x in test.images.split(128)])
+    floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, test.value_range)
+    size = config.model_kwargs["input_size"]
+    judge = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs={"size": size}),
+                                verbose=False, progress=False)
+    real_pred = judge.predict(test.images, test.value_range)
+    recon_pred = judge.predict(recon, test.value_range)
+    read_back = {}
+    for f in READ_BACK:
+        real_acc = (real_pred[f] == test.factors[f]).double().mean().item()
+        recon_acc = (recon_pred[f] == test.factors[f]).double().mean().item()
+        read_back[f] = {"real": round(real_acc, 4), "reconstruction": round(recon_acc, 4),
+                        "ratio": round(recon_acc / real_acc, 4)}
+    transfer = {}
+    for name, sources in (("encoded test images", test.images), ("prior samples", None)):
+        table = factor_transfer(model, judge, n=pairs, sources=sources, seed=0)
+        k = best_crossover(table)
+        transfer[name] = {
+            "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4),
+            "pairs": table[k]["pairs"],
+            "as_expected": {k: round(row["as_expected"], 4) for k, row in table.items()},
+            "coarse_from_source1": {k: round(row["coarse_from_source1"], 4) for k, row in table.items()},
+            "fine_from_source2": {k: round(row["fine_from_source2"], 4) for k, row in table.items()},
+            "from_source1_at_best": {f: round(v, 4) for f, v in table[k]["from_source1"].items()},
+            "from_source2_at_best": {f: round(v, 4) for f, v in table[k]["from_source2"].items()}}
+    prior = model.sample(samples, generator=torch.Generator().manual_seed(0), noise_mode="const")
+    shape_classes = judge.heads_spec["shape"]
+    return {
+        "config": config.run_name(), "status": info["status"], "train_seconds": round(train_seconds, 1),
+        "steps": info["step"], "seconds_per_step": round(train_seconds / max(info["step"], 1), 3),
+        "threads": torch.get_num_threads(), "load_avg_start": load_avg_start, "load_avg_end": os.getloadavg()[0],
+        "test_images": len(test),
+        "psnr_db": round(psnr(recon, test.images, test.value_range).mean().item(), 2),
+        "mean_image_psnr_db": round(floor.mean().item(), 2),
+        "judge_test_accuracy": {f: round(v, 4) for f, v in judge.test_accuracy.items()},
+        "read_back": read_back,
+        "transfer_targets": {"coarse (from source 1)": list(TRANSFER_COARSE), "fine (from source 2)": list(TRANSFER_FINE)},
+        "style_mixing": transfer,
+        "prior_shape_entropy_nats": round(entropy(judge.predict(prior, model.data_range)["shape"], shape_classes), 4),
+        "data_shape_entropy_nats": round(entropy(real_pred["shape"], shape_classes), 4),
+        "max_shape_entropy_nats": round(math.log(shape_classes), 4),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="stylevae-quick")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON")
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--pairs", type=int, default=256, help="style-mixing pairs (2x as many test images)")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    config = apply_overrides(get_config(args.config), overrides) if overrides else get_config(args.config)
+    record = measure(config, pairs=args.pairs, samples=args.samples)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
+    results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "torch": torch.__version__}
+    results["runs"][args.tag] = record
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
