@@ -4,12 +4,12 @@ Modules: ``load`` (the entry point), ``torchvision_sets`` (MNIST / Fashion-MNIST
 ``synthetic_digits`` and ``shapes`` (procedural sets), ``image_folder``, ``loader``
 (:class:`InMemoryLoader`), ``preview`` (figures of a dataset).
 """
-from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.data.errors import DatasetFileError, DatasetNotFoundError
 from vae_lib.data.image_data import ImageData
 from vae_lib.data.load import DATASET_NAMES, SPLITS, load_dataset
 from vae_lib.data.loader import InMemoryLoader
 from vae_lib.data.shapes import FACTOR_BINS, SHAPE_NAMES, render_from_factors, render_shapes
 from vae_lib.data.synthetic_digits import render_digits
 
-__all__ = ["DATASET_NAMES", "FACTOR_BINS", "SHAPE_NAMES", "SPLITS", "DatasetNotFoundError", "ImageData",
-           "InMemoryLoader", "load_dataset", "render_digits", "render_from_factors", "render_shapes"]
+__all__ = ["DATASET_NAMES", "FACTOR_BINS", "SHAPE_NAMES", "SPLITS", "DatasetFileError", "DatasetNotFoundError",
+           "ImageData", "InMemoryLoader", "load_dataset", "render_digits", "render_from_factors", "render_shapes"]
