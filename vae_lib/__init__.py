@@ -7,7 +7,7 @@ Layers (a module imports only those below it)::
     configs, losses, perceptual, schedules
     models (cvae, stylegan_vae)   tensors in, tensors out
     nn (blocks, style)
-    data, runtime
+    data, runtime, checks, runlock
 
 The names below are imported lazily so that ``import vae_lib`` stays fast.
 """
