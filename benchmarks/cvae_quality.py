@@ -95,7 +95,7 @@ def run(preset: str, k: int, batch_size: int) -> dict:
     return {
         "benchmark": "cvae_quality",
         "preset": preset,
-        "run": config.run_name(),
+        "run": info["run_dir"].name,  # for auto-digits the name covers the resolved data too
         "status": info["status"],
         "dataset": {"name": test.name, "source": test.source, "reason": test.reason,
                     "train_images": n_train, "test_images": metrics["num_images"]},

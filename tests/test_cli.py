@@ -143,3 +143,144 @@ def test_python_dash_m_runs_the_cli_as_a_program():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith(f"{cli.PROG} train: error: Unknown config 'nope'")
     assert done.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------- one line for every anticipated mistake
+def copy_run(run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(run[0], out)
+    return out
+
+
+def corrupt(kind):
+    def spoil(out):
+        checkpoint = out / "checkpoint.pt"
+        if kind == "random":
+            checkpoint.write_bytes(bytes(range(256)) * 64)
+        elif kind == "empty":
+            checkpoint.write_bytes(b"")
+        elif kind == "truncated":
+            checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+        elif kind == "z_dim":  # config.json edited after training
+            config = json.loads((out / "config.json").read_text())
+            config["model_kwargs"]["z_dim"] = 8
+            (out / "config.json").write_text(json.dumps(config))
+        elif kind == "config-json":
+            (out / "config.json").write_text('{"name": "cvae-smoke", ')
+        elif kind == "config-field":
+            config = json.loads((out / "config.json").read_text())
+            config["train"]["lr"] = "fast"
+            (out / "config.json").write_text(json.dumps(config))
+        elif kind == "metrics-json":
+            (out / "metrics.json").write_text("{oops")
+    return spoil
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.mark.parametrize("spoil, argv, status, words", [
+    (corrupt("random"), ["sample"], 1, "cannot read checkpoint {out}/checkpoint.pt: it is corrupt"),
+    (corrupt("empty"), ["sample"], 1, "checkpoint {out}/checkpoint.pt is empty"),
+    (corrupt("truncated"), ["evaluate", "--k", "2"], 1, "cannot read checkpoint {out}/checkpoint.pt"),
+    (corrupt("z_dim"), ["sample"], 1, "{out}/checkpoint.pt does not fit {out}/config.json (Error(s) in loading"),
+    (corrupt("config-json"), ["sample"], 1, "{out}/config.json is not valid JSON"),
+    (corrupt("config-field"), ["reconstruct"], 1,
+     "{out}/config.json is not a valid run config: train.lr must be a number > 0, got 'fast'"),
+    (corrupt("metrics-json"), ["evaluate", "--k", "2"], 1, "{out}/metrics.json is not valid JSON"),
+    (None, ["sample", "--device", "gpu"], 1, "unknown device 'gpu': use auto, cpu, cuda, cuda:N or mps"),
+    pytest.param(None, ["sample", "--device", "cuda"], 1, "device 'cuda' is not available on this machine",
+                 marks=NO_CUDA),
+    pytest.param(None, ["train", *TINY[:-3], "--device", "cuda"], 1, "device 'cuda' is not available", marks=NO_CUDA),
+    (None, ["train", *TINY, "--set", "train.device=gpu"], 1, "train.device must be one of auto, cpu, cuda"),
+    (None, ["sample", "--truncation", "nan"], 2, "--truncation must be a finite number in [-2, 2]"),
+    (None, ["sample", "--truncation", "inf"], 2, "got inf"),
+    (None, ["sample", "--n", "2.5"], 2, "must be a positive integer, got '2.5'"),
+])
+def test_bad_runs_and_values_get_one_line_naming_the_file_or_value(run, tmp_path, capsys, spoil, argv, status, words):
+    out = copy_run(run, tmp_path)
+    if spoil is not None:
+        spoil(out)
+    try:
+        code = main([*argv, "--out", str(out)])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == status, err
+    assert err.count("\n") == 1 and words.format(out=out) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.lr=fast", "train.lr must be a number > 0, got 'fast'"),
+    ("train.seed=abc", "train.seed must be an integer, got 'abc'"),
+    ("train.max_steps=-1", "train.max_steps must be an integer >= 0 or None, got -1"),
+    ("train.epochs=2.5", "train.epochs must be an integer >= 0, got 2.5"),
+    ("model_kwargs.z_dim=16.5", "model_kwargs.z_dim must be an integer >= 1, got 16.5"),
+])
+def test_overrides_of_the_wrong_type_name_the_key_the_type_and_the_value(tmp_path, capsys, override, words):
+    assert main(["train", *TINY, "--set", override, "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("command", [["train", *TINY], ["sample"], ["evaluate"], ["reconstruct"]])
+def test_an_out_that_is_a_file_is_named(tmp_path, capsys, command):
+    (tmp_path / "file").write_text("not a folder")
+    assert main([*command, "--out", str(tmp_path / "file")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path / 'file'} is a file, not a run folder" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        main(["--debug", "sample", "--out", str(tmp_path / "file")])
+
+
+def test_a_read_only_run_is_refused_before_any_metric_is_computed(run, tmp_path):
+    """As a user without write permission (root writes anyway: the command runs as nobody then)."""
+    import os
+    import shutil
+    import stat
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="vae-readonly-"))  # outside root's private pytest folder
+    try:
+        out = base / "run"
+        shutil.copytree(run[0], out)
+        os.chmod(base, 0o755)
+        for path in [out, *out.iterdir()]:
+            os.chmod(path, 0o555 if path.is_dir() else 0o444)
+        argv = [sys.executable, "-m", "vae_lib", "evaluate", "--out", str(out), "--k", "2", "--device", "cpu"]
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot drop the right to write")
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        repo = Path(__file__).resolve().parent.parent
+        env = dict(os.environ, PYTHONPATH=str(repo), HOME=str(base), MPLCONFIGDIR=str(base))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=base)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.count("\n") == 1 and f"cannot write {out / 'metrics.json'}" in done.stderr
+        assert "neg_elbo" not in done.stdout  # nothing was computed, so nothing was lost
+        assert stat.S_IMODE(os.stat(out).st_mode) == 0o555
+    finally:
+        for path in base.rglob("*"):
+            os.chmod(path, 0o755)
+        shutil.rmtree(base)
+
+
+def test_evaluate_prints_its_numbers_before_it_writes_them(run, tmp_path, capsys, monkeypatch):
+    out = copy_run(run, tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "metrics.json"))
+
+    monkeypatch.setattr(cli, "atomic_write", disk_full)
+    assert main(["evaluate", "--out", str(out), "--k", "2", "--device", "cpu", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "neg_elbo=" in captured.out
+    assert captured.err.count("\n") == 1 and f"No space left on device: {out / 'metrics.json'}" in captured.err

@@ -56,6 +56,7 @@ def test_hash_follows_the_content():
     # A field added later counts only away from its default: runs cached before it keep their names.
     data = base.to_dict()
     del data["train"]["lr_schedule"]
+    del data["train"]["checkpoint_every_seconds"]  # a later field too
     assert json.dumps(data, sort_keys=True) != json.dumps(base.to_dict(), sort_keys=True)
     assert base.hash() == hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
     # Key order inside a kwargs dict is not content.
@@ -113,5 +114,76 @@ def test_read_gives_the_saved_config_with_later_fields_at_their_defaults(tmp_pat
     config = get_config("cvae-quick", **{"train.lr": 1e-3})
     data = config.to_dict()
     del data["train"]["lr_schedule"]
+    del data["train"]["checkpoint_every_seconds"]
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert ExperimentConfig.read(tmp_path / "config.json") == config
+
+
+# The run folders of every preset as they were before checkpoint_every_seconds and the resolved
+# dataset joined the configs: cached runs must keep their names.
+KNOWN_HASHES = {"cvae-smoke": "cfd519bb4b", "cvae-quick": "d55008f17e", "cvae-full": "4060a80f32",
+                "stylevae-smoke": "374623c103", "stylevae-quick": "bff959b599", "stylevae-full": "2b9d26285b"}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_HASHES))
+def test_hashes_of_existing_configs_do_not_change(name):
+    assert get_config(name).hash() == KNOWN_HASHES[name]
+    # Away from its default a later field counts.
+    assert get_config(name, **{"train.checkpoint_every_seconds": 60}).hash() != KNOWN_HASHES[name]
+
+
+def test_the_resolved_dataset_joins_the_hash_only_when_given():
+    config = get_config("cvae-quick")
+    mnist = config.hash(data_key={"name": "mnist", "fingerprint": "a"})
+    fashion = config.hash(data_key={"name": "fashion-mnist", "fingerprint": "b"})
+    assert len({config.hash(), mnist, fashion}) == 3
+    assert config.run_name(data_key={"name": "mnist", "fingerprint": "a"}) == f"cvae-quick-{mnist}"
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("train.lr", "fast", "train.lr must be a number > 0, got 'fast'"),
+    ("train.lr", float("nan"), "train.lr must be a number > 0, got nan"),
+    ("train.seed", "abc", "train.seed must be an integer, got 'abc'"),
+    ("train.epochs", 2.5, "train.epochs must be an integer >= 0, got 2.5"),
+    ("train.epochs", True, "train.epochs must be an integer >= 0, got True"),
+    ("train.max_steps", -1, "train.max_steps must be an integer >= 0 or None, got -1"),
+    ("train.batch_size", "128", "train.batch_size must be an integer >= 1, got '128'"),
+    ("train.device", "gpu", "train.device must be one of auto, cpu, cuda, cuda:N, mps"),
+    ("train.grad_clip", "1", "train.grad_clip must be a number > 0 or None, got '1'"),
+    ("train.weight_decay", -0.1, "train.weight_decay must be a number >= 0"),
+    ("train.compile", "yes", "train.compile must be true or false, got 'yes'"),
+    ("train.channels_last", 1, "train.channels_last must be one of True, False, 'auto', got 1"),
+    ("train.num_threads", 0, "train.num_threads must be an integer >= 1 or None, got 0"),
+    ("train.checkpoint_every_steps", 0.5, "train.checkpoint_every_steps must be an integer >= 1"),
+    ("train.log_every_steps", None, "train.log_every_steps must be an integer >= 1, got None"),
+    ("train.beta.warmup_steps", 1e4, "train.beta.warmup_steps must be an integer >= 0, got 10000.0"),
+    ("train.beta.beta", "one", "train.beta.beta must be a number >= 0, got 'one'"),
+    ("train.beta.ratio", 0, "train.beta.ratio must be a number in (0, 1], got 0"),
+    ("train.beta", 3, "train.beta must be a dict"),
+    ("train", "fast", "train must be a dict"),
+    ("n_train", 10.5, "n_train must be an integer >= 0 or None, got 10.5"),
+    ("n_test", -1, "n_test must be an integer >= 0 or None, got -1"),
+    ("model_kwargs.z_dim", 16.0, "model_kwargs.z_dim must be an integer >= 1, got 16.0"),
+    ("model_kwargs.z_dim", "16", "model_kwargs.z_dim must be an integer >= 1, got '16'"),
+    ("dataset_kwargs.size", 64.5, "dataset_kwargs.size must be an integer >= 1, got 64.5"),
+    ("dataset_kwargs.root", "", "dataset_kwargs.root must be a non-empty string or None, got ''"),
+    ("dataset", "", "dataset must be a non-empty string, got ''"),
+    ("model_kwargs", [1], "model_kwargs must be a dict"),
+])
+def test_wrong_types_and_ranges_name_the_key_the_expectation_and_the_value(key, value, words):
+    with pytest.raises(ValueError) as info:
+        get_config("cvae-smoke", **{key: value})
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_read_names_the_file_of_an_invalid_config(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{path} is not valid JSON"):
+        ExperimentConfig.read(path)
+    path.write_text(json.dumps({**get_config("cvae-smoke").to_dict(), "n_train": "many"}))
+    with pytest.raises(ValueError, match=f"{path} is not a valid run config: n_train must be"):
+        ExperimentConfig.read(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=f"{path} is not a valid run config"):
+        ExperimentConfig.read(path)

@@ -66,3 +66,26 @@ def test_clear_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot decode .*broken.png"):
         load_dataset("image-folder", root=tmp_path, verbose=False)
+
+
+def test_sixteen_bit_pngs_are_scaled_by_65535_not_clipped_to_white(tmp_path):
+    import numpy as np
+
+    pixels = np.full((12, 12), 16384, dtype=np.uint16)  # a quarter of the 16-bit range
+    pixels[:, 6:] = 65535
+    Image.fromarray(pixels).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as image:
+        assert image.mode.startswith("I")  # really 16 bits on disk
+    data = load_dataset("image-folder", root=tmp_path, size=12, verbose=False)
+    left, right = data.images[0, :, :, :5], data.images[0, :, :, 7:]
+    assert torch.allclose(left, torch.full_like(left, 16384 / 65535 * 2 - 1), atol=1e-4)
+    assert torch.allclose(right, torch.ones_like(right), atol=1e-4)
+
+
+def test_palette_images_keep_their_colours(tmp_path):
+    image = Image.new("P", (8, 8))
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.paste(1, (0, 0, 8, 8))  # every pixel palette entry 1: red
+    image.save(tmp_path / "palette.png")
+    data = load_dataset("image-folder", root=tmp_path, size=8, verbose=False)
+    assert torch.allclose(data.images[0], torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1))

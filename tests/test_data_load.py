@@ -68,3 +68,32 @@ def test_class_and_factor_counts():
     assert list(counts) == shapes.class_names and sum(counts.values()) == 40
     assert {name: len(bins) for name, bins in factor_counts(shapes).items()} == FACTOR_BINS
     assert factor_counts(shapes)["rotation"] == torch.bincount(shapes.factors["rotation"], minlength=8).tolist()
+
+
+def test_sizes_that_cannot_fit_are_refused_before_any_work():
+    with pytest.raises(ValueError, match="shapes: n=10,000,001 train images would run into the test split"):
+        load_dataset("shapes", n=10**7 + 1, verbose=False)
+    with pytest.raises(ValueError, match=r"shapes: 10,000,000 images of 3x64x64 float32 need 491.5 GB"):
+        load_dataset("shapes", n=10**7, verbose=False)
+
+
+@pytest.mark.parametrize("root", ["", "   "])
+def test_an_empty_root_is_an_error_not_the_current_folder(root):
+    for name in ("image-folder", "mnist", "auto-digits"):
+        with pytest.raises(ValueError, match="root must be a folder"):
+            load_dataset(name, root=root, verbose=False)
+
+
+def test_resolve_dataset_follows_auto_digits_choice(offline):
+    from vae_lib.data.load import resolve_dataset
+
+    tmp = offline
+    assert resolve_dataset("auto-digits").name == "synthetic-digits"
+    assert resolve_dataset("auto-digits").fingerprint is None
+    write_idx_set(tmp / "system" / "fashion-mnist", marker=30)
+    fashion = resolve_dataset("auto-digits")
+    assert fashion.name == "fashion-mnist" and fashion.fingerprint
+    write_idx_set(tmp / "cache" / "mnist", marker=60)
+    mnist = resolve_dataset("auto-digits")
+    assert mnist.name == "mnist" and mnist.fingerprint not in (None, fashion.fingerprint)
+    assert resolve_dataset("shapes").key() == {"name": "shapes", "fingerprint": None}

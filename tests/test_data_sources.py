@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 
-from vae_lib.data import DatasetNotFoundError, load_dataset
+from vae_lib.data import DatasetFileError, DatasetNotFoundError, load_dataset
 from vae_lib.data import torchvision_sets
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -198,3 +198,44 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     # The first ten test labels as published with Fashion-MNIST.
     assert data.labels.tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     assert data.class_names[0] == "T-shirt/top" and data.class_names[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("spoil, words", [
+    (lambda p: p.write_bytes(gzip.compress(b"<html>404 not found</html>" * 40)), "starts with 3c68746d"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "cannot be read as a gzip file"),
+    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-100])), "truncated"),
+    (lambda p: p.write_bytes(b""), "only 0 bytes"),
+])
+def test_bad_idx_files_are_named_and_never_copied(dirs, spoil, words):
+    _, cache, _ = dirs
+    folder = write_idx_set(cache / "mnist", marker=40)
+    bad = folder / "train-images-idx3-ubyte.gz"
+    good = bad.read_bytes()
+    spoil(bad)
+    with pytest.raises(DatasetFileError) as info:
+        load_dataset("mnist", verbose=False)
+    assert str(bad) in str(info.value) and words in str(info.value)
+    raw = cache / "MNIST" / "raw"
+    assert not raw.exists() or not list(raw.iterdir())  # none of the four, and no temporary file
+    bad.write_bytes(good)  # the user puts the good file back: it loads
+    assert marker_of(load_dataset("mnist", verbose=False)) == 40
+
+
+def test_a_bad_file_already_in_the_torchvision_layout_is_named(dirs):
+    _, cache, _ = dirs
+    raw = write_idx_set(cache / "MNIST" / "raw", marker=20, gz=False)
+    (raw / "train-labels-idx1-ubyte").write_bytes(b"garbage" * 10)
+    with pytest.raises(DatasetFileError, match=f"{raw / 'train-labels-idx1-ubyte'} is not a valid IDX labels file"):
+        load_dataset("mnist", verbose=False)
+    assert marker_of(load_dataset("mnist", "test", verbose=False)) == 21  # the test files are fine
+
+
+def test_fingerprints_tell_the_sets_apart_and_ignore_where_they_are(dirs):
+    tmp, cache, system = dirs
+    write_idx_set(cache / "mnist", marker=40)
+    write_idx_set(system / "fashion-mnist", marker=30)
+    write_idx_set(tmp / "elsewhere", marker=40)
+    mnist = torchvision_sets.fingerprint("mnist", torchvision_sets.find_idx_dataset("mnist")[0])
+    fashion = torchvision_sets.fingerprint("fashion-mnist", torchvision_sets.find_idx_dataset("fashion-mnist")[0])
+    copy = torchvision_sets.fingerprint("mnist", torchvision_sets.find_idx_dataset("mnist", root=tmp / "elsewhere")[0])
+    assert mnist != fashion and mnist == copy and len(mnist) == 16

@@ -132,3 +132,89 @@ def test_a_run_saved_before_a_train_field_existed_is_still_loaded(tmp_path, monk
     assert_same(params(model), params(again))
     with pytest.raises(ValueError, match="different config"):  # away from its default it is another run
         train_or_load(tiny_cvae(**{"train.lr_schedule": "cosine"}), run_dir=info["run_dir"], verbose=False)
+
+
+@pytest.fixture
+def digits_machine(tmp_path, monkeypatch):
+    """A machine with no digits data and no network; tests add Fashion-MNIST or MNIST files."""
+    from vae_lib.data import torchvision_sets
+
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VAE_SYSTEM_DATA_DIRS", str(tmp_path / "system"))
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
+
+    def no_network(spec, root, timeout_s=None):
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(torchvision_sets, "torchvision_download", no_network)
+    return tmp_path
+
+
+def auto_digits(**overrides):
+    settings = {"dataset": "auto-digits", "n_train": 6, "n_test": 0, "train.batch_size": 6, "train.epochs": 1}
+    return tiny_cvae(**{**settings, **overrides})
+
+
+def test_an_auto_digits_run_is_keyed_by_the_data_it_resolved_to(digits_machine, capsys):
+    from test_data_sources import write_idx_set
+
+    config = auto_digits()
+    legacy = digits_machine / "runs" / config.run_name()  # a run cached before the data joined the key
+    legacy.mkdir(parents=True)
+    (legacy / "checkpoint.pt").write_bytes(b"old")
+    write_idx_set(digits_machine / "system" / "fashion-mnist", marker=30)
+    _, _, fashion = train_or_load(config)
+    assert fashion["status"] == "trained" and fashion["data"]["name"] == "fashion-mnist"
+    assert f"note: {legacy} holds a run of this config saved before" in capsys.readouterr().out
+    assert fashion["run_dir"] == experiments.default_run_dir(config)
+    assert fashion["run_dir"].name != config.run_name()  # the plain hash does not know the data
+    recorded = json.loads((fashion["run_dir"] / "data.json").read_text())
+    assert recorded["name"] == "fashion-mnist" and recorded["fingerprint"] and "auto-digits chose" in recorded["reason"]
+    capsys.readouterr()
+
+    _, _, again = train_or_load(config)
+    out = capsys.readouterr().out
+    assert again["status"] == "loaded" and "trained on fashion-mnist from" in out
+
+    write_idx_set(digits_machine / "data" / "mnist", marker=60)  # the user installs MNIST
+    _, _, mnist = train_or_load(config, verbose=False)
+    assert mnist["status"] == "trained" and mnist["data"]["name"] == "mnist"
+    assert mnist["run_dir"] != fashion["run_dir"]
+
+
+def test_a_run_folder_given_by_hand_is_not_continued_on_other_data(digits_machine, capsys, monkeypatch):
+    from test_data_sources import write_idx_set
+
+    write_idx_set(digits_machine / "system" / "fashion-mnist", marker=30, count=12)
+    run_dir = digits_machine / "mine"
+    config = auto_digits(n_train=12)  # 2 steps
+    real_step = experiments.Trainer.train_step
+
+    def interrupt_at_step_1(self, *args, **kwargs):
+        if self.step == 1:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(experiments.Trainer, "train_step", interrupt_at_step_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(config, run_dir=run_dir, verbose=False)
+    monkeypatch.setattr(experiments.Trainer, "train_step", real_step)  # (undo() would drop the fixture's too)
+    write_idx_set(digits_machine / "data" / "mnist", marker=60, count=12)
+    with pytest.raises(ValueError, match="was trained on fashion-mnist but auto-digits now resolves to mnist"):
+        train_or_load(config, run_dir=run_dir, verbose=False)
+
+    finished = digits_machine / "finished"
+    train_or_load(config, run_dir=finished, verbose=False)  # on MNIST
+    data = json.loads((finished / "data.json").read_text())
+    data["name"] = "synthetic-digits"  # as if trained when nothing else was here
+    (finished / "data.json").write_text(json.dumps(data))
+    _, _, info = train_or_load(config, run_dir=finished)
+    assert info["status"] == "loaded"
+    assert "was trained on synthetic-digits; auto-digits now resolves to mnist" in capsys.readouterr().out
+
+
+def test_explicit_datasets_keep_their_run_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path))
+    config = tiny_cvae()  # synthetic-digits
+    assert experiments.dataset_key(config) is None
+    assert experiments.default_run_dir(config) == tmp_path / config.run_name()

@@ -16,12 +16,12 @@ PACKAGE = Path(vae_lib.__file__).parent
 
 # Bottom to top. A module belongs to the first entry that is its name or a package above it.
 LAYERS: list[tuple[str, ...]] = [
-    ("vae_lib.utils", "vae_lib.runtime", "vae_lib.allocator"),           # the ground floor: nothing of vae_lib
+    ("vae_lib.utils", "vae_lib.runtime", "vae_lib.allocator", "vae_lib.checks", "vae_lib.runlock"),  # ground floor
     ("vae_lib.data", "vae_lib.envcheck"),
     ("vae_lib.nn",),
     ("vae_lib.models",),
     ("vae_lib.configs", "vae_lib.schedules", "vae_lib.losses", "vae_lib.perceptual"),
-    ("vae_lib.train", "vae_lib.fastpaths", "vae_lib.distributed"),
+    ("vae_lib.train", "vae_lib.fastpaths", "vae_lib.distributed", "vae_lib.ema"),
     ("vae_lib.experiments", "vae_lib.evaluate", "vae_lib.judges", "vae_lib.metrics"),
     ("vae_lib.viz",),
     ("vae_lib.widgets", "vae_lib.exercises"),

@@ -350,3 +350,25 @@ def test_cosine_lr_without_a_known_length_is_a_clear_error():
         trainer.train_step(fixed_batches()[0])
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         TrainConfig(lr_schedule="step")
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "is empty (0 bytes)"),
+    (b"\x00garbage" * 100, "cannot read checkpoint"),
+])
+def test_an_unreadable_checkpoint_is_named(tmp_path, content, words):
+    from vae_lib.train import CheckpointError
+
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        new_trainer(tmp_path).load_checkpoint()
+    assert words in str(info.value) and str(tmp_path / "checkpoint.pt") in str(info.value)
+
+
+def test_a_checkpoint_of_another_model_is_named(tmp_path):
+    from vae_lib.train import CheckpointError
+
+    new_trainer(tmp_path, epochs=1).fit(fixed_batches())
+    other = Trainer(nn.Linear(4, 3), tiny_loss, config(), run_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'checkpoint.pt'} does not fit this model"):
+        other.load_checkpoint()

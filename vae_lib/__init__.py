@@ -8,15 +8,15 @@ reads every import and fails on one that points up)::
     viz/                                 every figure (grids, curves, latents, style, features, scores, data)
     experiments, evaluate, judges,       train_or_load; ELBO, IWAE, bits/dim, active units; judge classifiers;
       metrics                            FID, conditional accuracy, factor transfer
-    train, fastpaths, distributed        one Trainer for every model; speed options; several processes
+    train, fastpaths, distributed, ema   one Trainer for every model; speed options; several processes; weight EMA
     configs, schedules, losses,          config dataclasses and presets; beta schedules; likelihoods, KL,
       perceptual                         the VGG19 perceptual loss
     models/ (cvae, stylegan_vae)         tensors in, tensors out
     nn/ (blocks, style)                  building blocks
     data/, envcheck                      datasets as ImageData, the in-memory loader; the environment check
-    utils, runtime, allocator            the ground floor, which imports nothing of vae_lib: evaluation_mode,
-                                         model_device, standard_normal, rescale, atomic_write; preset, device,
-                                         seeds, paths; malloc tuning
+    utils, runtime, allocator,           the ground floor, which imports nothing of vae_lib: evaluation_mode,
+      checks, runlock                    model_device, standard_normal, rescale, atomic_write; preset, device,
+                                         seeds, paths; malloc tuning; argument checks; the run folder's lock
 
 ``experiments`` still builds models and losses from strings with ``importlib``, an arrow that no
 import statement shows (and the test cannot check).

@@ -12,30 +12,41 @@ Configs are the presets of ``vae_lib.configs`` changed with ``--set key=value`` 
 values read as JSON, else as text: ``--set train.lr=1e-3 --set model_kwargs.z_dim=32``). A run
 directory holds ``config.json``, ``checkpoint.pt``, ``metrics.json`` and PNG grids; running
 ``train`` again with the same ``--out`` resumes an unfinished run (device and speed options may
-change between runs, nothing else). Mistakes get one line on stderr and exit status 1 (2 for
-bad arguments).
+change between runs, nothing else); while it trains, the folder is locked against a second
+``train`` into it. Mistakes get one line on stderr naming the file or value, and exit status 1
+(2 for bad arguments): a corrupt checkpoint or config.json, a device this machine lacks, an
+``--out`` that is a file or cannot be written (checked before any work), a folder in use.
+``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import uuid
 from pathlib import Path
 
 import torch
 
 from vae_lib import distributed
+from vae_lib.checks import check_truncation_psi
 from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, get_config
 from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.runlock import RunLockedError, remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, runs_dir
-from vae_lib.train import CHECKPOINT_NAME, NonFiniteLossError
+from vae_lib.train import CHECKPOINT_NAME, CheckpointError, HalfUpdatedError, NonFiniteLossError, read_checkpoint
 from vae_lib.utils import atomic_write
 
 PROG = "vae-lib"
 METRICS_NAME = "metrics.json"
 CONFIG_NAME = "config.json"
 # What a user can get wrong: reported in one line, not a traceback.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError)
+# (ValueError covers CheckpointError and DatasetFileError; OSError a folder that cannot be written,
+# a full disk, a path that is a file.)
+USER_ERRORS = (ValueError, TypeError, OSError, DatasetNotFoundError, NonFiniteLossError, RunLockedError,
+               HalfUpdatedError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,7 +78,43 @@ def train_config_overrides(args) -> dict:
     return {k: v for k, v in shortcuts.items() if v is not None} | parse_set(args.set)
 
 
+def check_run_folder(out: Path, *, must_exist: bool) -> Path:
+    """``out`` as a run folder: not a file, and there if ``must_exist``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a run folder")
+    if must_exist and not out.exists():
+        raise FileNotFoundError(f"no run in {out} (no such folder): train one first with "
+                                f"`{PROG} train --config NAME --out {out}`")
+    return out
+
+
+def check_writable(path: Path) -> Path:
+    """Fail now, naming it, if the file ``path`` could not be written (its folder read-only, or
+    ``path`` itself a folder or read-only), rather than after minutes of work. Creates the folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # A real write: permission bits do not tell everything (a read-only mount, root's rights).
+        probe = folder / f".write-test.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error} ({error.filename or folder}); "
+                         "pick a writable --out or --file") from None
+    return path
+
+
 def run_config(out: Path) -> ExperimentConfig:
+    out = check_run_folder(out, must_exist=False)
     path = out / CONFIG_NAME
     if not path.exists():
         raise FileNotFoundError(f"no run in {out} (no {CONFIG_NAME}): train one first with "
@@ -84,18 +131,39 @@ def load_run(out: str | Path, device: str = "auto") -> tuple[ExperimentConfig, t
     checkpoint = out / CHECKPOINT_NAME
     if not checkpoint.exists():
         raise FileNotFoundError(f"{out} has no {CHECKPOINT_NAME} yet: run `{PROG} train` with --out {out}")
+    device = pick_device(device)  # before any work: an unknown or absent device is one line
+    remove_stale_temp_files(out)
+    state = read_checkpoint(checkpoint)
     model = build_model(config)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
-    return config, model.to(pick_device(device)).eval()
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"{checkpoint} does not fit {out / CONFIG_NAME} ({detail}); was config.json edited "
+                              "after training?") from error
+    return config, model.to(device).eval()
 
 
 def update_metrics(out: Path, section: str, values: dict) -> Path:
     """Set ``section`` of ``out/metrics.json`` (other sections are kept)."""
     path = out / METRICS_NAME
-    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics = read_metrics(path)
     metrics[section] = values
     text = json.dumps(metrics, indent=2, default=_jsonable) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_metrics(path: Path) -> dict:
+    """``metrics.json`` as a dict ({} when there is none); a broken one is named."""
+    if not path.exists():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete or fix it") from error
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path} does not hold a JSON object; delete or fix it")
+    return metrics
 
 
 def _jsonable(value):
@@ -142,37 +210,43 @@ def _barrier() -> None:
 
 # ----------------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
-    from vae_lib.experiments import train_or_load
+    from vae_lib.experiments import default_run_dir, train_or_load
 
     config = get_config(args.config, **train_config_overrides(args))
-    out = Path(args.out) if args.out else runs_dir() / config.run_name()
+    out = check_run_folder(Path(args.out) if args.out else default_run_dir(config), must_exist=False)
     info = distributed.setup(config.train.device)
     try:
-        _allow_runtime_changes(out, config, info.is_main)
-        _barrier()
-        verbose = info.is_main and not args.quiet
-        model, history, run = train_or_load(config, run_dir=out, verbose=verbose)
-        if info.is_main:
-            last = history["epochs"][-1] if history["epochs"] else {}
-            update_metrics(out, "train", {"status": run["status"], "epochs": run["epoch"], "steps": run["step"],
-                                          "seconds": run["seconds"], "device": run["device"],
-                                          "world_size": info.world_size, "last_epoch": last})
-            written = [_write_samples(model, config, out / "samples.png", n=8, seed=0)]
-            if history["steps"]:
-                written.append(_write_curves(history, out / "training_curves.png"))
-            if verbose:
-                print(f"{run['status']}: {run['epoch']} epochs, {run['step']} steps in {out}; wrote "
-                      + ", ".join(p.name for p in written) + f", {METRICS_NAME}")
-        _barrier()
+        # Rank 0 holds the folder for the whole command: the config rewrite, the training and the
+        # files written after it. A second `train` into it stops here, naming this process.
+        with run_lock(out) if info.is_main else contextlib.nullcontext():
+            if info.is_main:
+                check_writable(out / METRICS_NAME)
+            _allow_runtime_changes(out, config, info.is_main)
+            _barrier()
+            verbose = info.is_main and not args.quiet
+            model, history, run = train_or_load(config, run_dir=out, verbose=verbose)
+            if info.is_main:
+                last = history["epochs"][-1] if history["epochs"] else {}
+                update_metrics(out, "train", {"status": run["status"], "epochs": run["epoch"], "steps": run["step"],
+                                              "seconds": run["seconds"], "device": run["device"],
+                                              "world_size": info.world_size, "last_epoch": last,
+                                              "data": run["data"]})
+                written = [_write_samples(model, config, out / "samples.png", n=8, seed=0)]
+                if history["steps"]:
+                    written.append(_write_curves(history, out / "training_curves.png"))
+                if verbose:
+                    print(f"{run['status']}: {run['epoch']} epochs, {run['step']} steps in {out}; wrote "
+                          + ", ".join(p.name for p in written) + f", {METRICS_NAME}")
+            _barrier()
     finally:
         distributed.cleanup()
     return 0
 
 
 def cmd_sample(args) -> int:
+    path = check_writable(Path(args.file) if args.file else check_run_folder(args.out, must_exist=True) / "samples.png")
     config, model = load_run(args.out, args.device)
-    path = _write_samples(model, config, Path(args.file) if args.file else Path(args.out) / "samples.png",
-                          n=args.n, seed=args.seed, truncation_psi=args.truncation)
+    path = _write_samples(model, config, path, n=args.n, seed=args.seed, truncation_psi=args.truncation)
     print(f"wrote {path}")
     return 0
 
@@ -180,6 +254,8 @@ def cmd_sample(args) -> int:
 def cmd_reconstruct(args) -> int:
     from vae_lib.experiments import build_data
 
+    path = Path(args.file) if args.file else check_run_folder(args.out, must_exist=True) / "reconstructions.png"
+    check_writable(path)
     config, model = load_run(args.out, args.device)
     data = build_data(_limited(config, args.split, args.n), args.split, verbose=False)
     device = next(model.parameters()).device
@@ -190,7 +266,6 @@ def cmd_reconstruct(args) -> int:
             x_hat = model.decode(model.encode(x, y)[0], y)
         else:
             x_hat = model.decode(model.encode(x)[0], noise_mode="const")
-    path = Path(args.file) if args.file else Path(args.out) / "reconstructions.png"
     # Top row the inputs, bottom row their reconstructions from the posterior mean.
     save_grid(torch.cat([x, x_hat]), path, nrow=len(x), value_range=model.data_range)
     print(f"wrote {path}")
@@ -201,7 +276,10 @@ def cmd_evaluate(args) -> int:
     from vae_lib.experiments import build_data, build_loss
     from vae_lib.train import Trainer
 
-    out = Path(args.out)
+    out = check_run_folder(args.out, must_exist=True)
+    # Before the metrics (minutes for the IWAE bound): a read-only run would lose them at the end.
+    check_writable(out / METRICS_NAME)
+    read_metrics(out / METRICS_NAME)
     config, model = load_run(out, args.device)
     if config.n_test == 0 and args.n is None:
         raise ValueError(f"config {config.name!r} has no test split (n_test=0); pass --n N to use N test images")
@@ -219,9 +297,10 @@ def cmd_evaluate(args) -> int:
         metrics = trainer.validate(loader, beta=1.0) | {"num_images": len(data)}
         shown = tuple(k for k in ("loss", "mse", "kl") if k in metrics)
     metrics["split"] = "test"
+    # The numbers first: were the write to fail after all, they are on the screen.
+    print(", ".join(f"{k}={metrics[k]:.4g}" for k in shown) + f" on {metrics['num_images']} test images")
     update_metrics(out, "evaluate", metrics)
-    print(", ".join(f"{k}={metrics[k]:.4g}" for k in shown) + f" on {metrics['num_images']} test images; "
-          f"wrote {out / METRICS_NAME}")
+    print(f"wrote {out / METRICS_NAME}")
     return 0
 
 
@@ -271,15 +350,26 @@ def _write_curves(history: dict, path: Path) -> Path:
 
 # ------------------------------------------------------------------------------------- parser
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def _truncation(text: str) -> float:
+    try:
+        return check_truncation_psi(float(text), name="--truncation")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog=PROG, description="Train, sample, reconstruct and evaluate the course's VAEs.",
                            epilog="Run `%(prog)s COMMAND --help` for each command's options.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train (or resume) a run from a preset config",
@@ -303,7 +393,8 @@ def build_parser() -> OneLineParser:
     sample.add_argument("--n", type=_positive_int, default=8,
                         help="CVAE: samples per class (one row each); StyleGAN-VAE: an n x n grid (default 8)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--truncation", type=float, default=1.0, help="StyleGAN-VAE truncation psi (default 1)")
+    sample.add_argument("--truncation", type=_truncation, default=1.0,
+                        help="StyleGAN-VAE truncation psi in [-2, 2] (default 1: none; 0: the average w)")
     sample.add_argument("--file", help="PNG path (default OUT/samples.png)")
     sample.set_defaults(func=cmd_sample)
 
@@ -351,9 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except USER_ERRORS as error:
-        message = " ".join(str(error).split()) if not isinstance(error, NonFiniteLossError) else str(error)
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, NonFiniteLossError):
+        return str(error)  # its hints are on lines of their own
+    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in str(error.strerror):
+        text = f"{error.strerror or type(error).__name__}: {error.filename}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

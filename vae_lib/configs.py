@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vae_lib import runtime
+from vae_lib.checks import (check_bool, check_choice, check_device, check_float, check_int, check_str)
 
 MODELS = ("cvae", "stylegan-vae")
 BETA_KINDS = ("constant", "linear", "cyclical")
@@ -98,6 +99,10 @@ class BetaConfig(JsonConfig):
     def __post_init__(self):
         if self.kind not in BETA_KINDS:
             raise ValueError(f"Unknown beta kind {self.kind!r}: choose one of {', '.join(BETA_KINDS)}")
+        check_float("train.beta.beta", self.beta, minimum=0)
+        check_int("train.beta.warmup_steps", self.warmup_steps, minimum=0)
+        check_int("train.beta.n_cycles", self.n_cycles, minimum=1)
+        check_float("train.beta.ratio", self.ratio, minimum=0, maximum=1, exclusive=True)
 
 
 @dataclass
@@ -106,8 +111,13 @@ class TrainConfig(JsonConfig):
 
     ``grad_clip`` is the max global grad norm (None: no clipping). ``max_steps`` stops a run early
     (smoke tests). Checkpoints go to ``run_dir/checkpoint.pt`` every ``checkpoint_every_epochs``
-    epochs, every ``checkpoint_every_steps`` steps if set, and at the end. The progress bar's
-    numbers are refreshed every ``log_every_steps`` steps; the history keeps every step.
+    epochs, every ``checkpoint_every_steps`` steps if set, every ``checkpoint_every_seconds`` of
+    wall time if set (default 300: a kill -9 loses at most 5 minutes; an epoch of ``cvae-quick``
+    takes about one on a laptop CPU, one of ``stylevae-full`` hours), and at the end. The progress
+    bar's numbers are refreshed every ``log_every_steps`` steps; the history keeps every step.
+
+    Every field is checked when the config is built: its type and range, with the key in the
+    message ("train.lr must be a number > 0, got 'fast'").
 
     ``lr_schedule``: "constant" (the card: ``lr`` throughout) or "cosine" (beyond the card: ``lr``
     decays to 0 along a half cosine over the run's planned steps, ``epochs`` x batches per epoch or
@@ -131,7 +141,8 @@ class TrainConfig(JsonConfig):
 
     _nested: ClassVar[dict[str, type]] = {"beta": BetaConfig}
     # Where and how fast, not what is trained: a run may change them when it is resumed (the CLI does).
-    runtime_fields: ClassVar[tuple[str, ...]] = ("device", "channels_last", "autocast", "compile", "num_threads")
+    runtime_fields: ClassVar[tuple[str, ...]] = ("device", "channels_last", "autocast", "compile", "num_threads",
+                                                 "checkpoint_every_seconds")
 
     epochs: int = 50
     batch_size: int = 128
@@ -145,6 +156,7 @@ class TrainConfig(JsonConfig):
     max_steps: int | None = None
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = 300.0
     log_every_steps: int = 10
     channels_last: bool | str = "auto"
     autocast: str | None = None
@@ -152,30 +164,40 @@ class TrainConfig(JsonConfig):
     num_threads: int | None = None
 
     def __post_init__(self):
-        if self.channels_last not in (True, False, "auto"):
-            raise ValueError(f"channels_last must be True, False or 'auto', got {self.channels_last!r}")
-        if self.autocast not in AUTOCAST_MODES:
-            raise ValueError(f"autocast must be one of {AUTOCAST_MODES}, got {self.autocast!r}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.checkpoint_every_epochs < 1:
-            raise ValueError(f"checkpoint_every_epochs must be >= 1, got {self.checkpoint_every_epochs}")
-        if self.log_every_steps < 1:
-            raise ValueError(f"log_every_steps must be >= 1, got {self.log_every_steps}")
+        t = "train."
+        check_int(t + "epochs", self.epochs, minimum=0)
+        check_int(t + "batch_size", self.batch_size, minimum=1)
+        check_float(t + "lr", self.lr, minimum=0, exclusive=True)
+        check_choice(t + "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_float(t + "weight_decay", self.weight_decay, minimum=0)
+        check_float(t + "grad_clip", self.grad_clip, minimum=0, exclusive=True, optional=True)
+        if not isinstance(self.beta, BetaConfig):
+            raise ValueError(f"train.beta must be a BetaConfig or a dict of its fields, got {self.beta!r}")
+        check_int(t + "seed", self.seed)
+        check_device(t + "device", self.device)
+        check_int(t + "max_steps", self.max_steps, minimum=0, optional=True)
+        check_int(t + "checkpoint_every_epochs", self.checkpoint_every_epochs, minimum=1)
+        check_int(t + "checkpoint_every_steps", self.checkpoint_every_steps, minimum=1, optional=True)
+        check_float(t + "checkpoint_every_seconds", self.checkpoint_every_seconds, minimum=0, exclusive=True,
+                    optional=True)
+        check_int(t + "log_every_steps", self.log_every_steps, minimum=1)
+        check_choice(t + "channels_last", self.channels_last, (True, False, "auto"))
+        check_choice(t + "autocast", self.autocast, AUTOCAST_MODES)
+        check_bool(t + "compile", self.compile)
+        check_int(t + "num_threads", self.num_threads, minimum=1, optional=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        if isinstance(data, dict) and "beta" in data and not isinstance(data["beta"], (dict, BetaConfig)):
+            raise ValueError(f"train.beta must be a dict of BetaConfig fields, got {data['beta']!r}")
+        return super().from_dict(data)
 
 
 # name -> default of each TrainConfig field added after the first cached runs (see hash()).
-_LATER_TRAIN_FIELDS = {"lr_schedule": "constant"}
+_LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0}
+# model_kwargs that are counts or sizes, for either model: checked as integers >= 1 in the config
+# (so that `--set model_kwargs.z_dim=16.5` fails with the key, not deep inside torch).
+_INT_MODEL_KWARGS = ("z_dim", "num_classes", "embed_dim", "input_size", "max_channels", "mapping_layers", "w_dim")
 
 
 @dataclass
@@ -199,26 +221,78 @@ class ExperimentConfig(JsonConfig):
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"Unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
-        if not self.name or "/" in self.name:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        check_str("dataset", self.dataset)
+        for key in ("model_kwargs", "dataset_kwargs", "loss_kwargs"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"{key} must be a dict of keyword arguments, got {getattr(self, key)!r}")
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig or a dict of its fields, got {self.train!r}")
+        check_int("n_train", self.n_train, minimum=0, optional=True)
+        check_int("n_test", self.n_test, minimum=0, optional=True)
+        for key in _INT_MODEL_KWARGS:
+            if key in self.model_kwargs and not (key == "w_dim" and self.model_kwargs[key] is None):
+                check_int(f"model_kwargs.{key}", self.model_kwargs[key], minimum=1)
+        kwargs = self.dataset_kwargs
+        if "size" in kwargs:
+            check_int("dataset_kwargs.size", kwargs["size"], minimum=1)
+        if "seed" in kwargs:
+            check_int("dataset_kwargs.seed", kwargs["seed"])
+        if "root" in kwargs:
+            check_str("dataset_kwargs.root", kwargs["root"], optional=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        if isinstance(data, dict) and "train" in data and not isinstance(data["train"], (dict, TrainConfig)):
+            raise ValueError(f"train must be a dict of TrainConfig fields, got {data['train']!r}")
+        return super().from_dict(data)
 
     @classmethod
     def read(cls, path: str | Path) -> ExperimentConfig:
-        """The config a run saved as JSON (``config.json``); fields added since take their defaults."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The config a run saved as JSON (``config.json``); fields added since take their defaults.
+
+        A file that is not valid JSON, or not a valid config, is a ValueError that names it."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); fix or delete it") from error
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path} is not a valid run config: {error}") from error
+
+    def hash(self, length: int = 10, data_key: dict | None = None) -> str:
+        """A digest of the whole content (``JsonConfig.hash``); names the run directory.
+
+        ``data_key``: what the dataset resolved to, for a name that can mean several data sets
+        ("auto-digits": ``{"name": "mnist", "fingerprint": ...}``, see ``experiments.dataset_key``);
+        it joins the digest so that a run trained on one never stands in for another. None (and
+        every other dataset) hashes as before."""
+        self._data_key = data_key
+        try:
+            return super().hash(length)
+        finally:
+            self._data_key = None
 
     def _hashed_dict(self) -> dict:
-        """What ``hash()`` digests (it names the run directory): the whole content, except that fields
-        added to ``TrainConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``) count only when they
-        differ from their defaults, so those runs keep their directories."""
+        """What ``hash()`` digests: the whole content, except that fields added to ``TrainConfig`` after
+        runs were cached (``_LATER_TRAIN_FIELDS``) count only when they differ from their defaults, so
+        those runs keep their directories; plus the resolved dataset when ``hash`` is given one."""
         data = self.to_dict()
         for name, default in _LATER_TRAIN_FIELDS.items():
             if data["train"].get(name) == default:
                 del data["train"][name]
+        data_key = getattr(self, "_data_key", None)
+        if data_key is not None:
+            data["resolved_dataset"] = data_key
         return data
 
-    def run_name(self) -> str:
-        return f"{self.name}-{self.hash()}"
+    def run_name(self, data_key: dict | None = None) -> str:
+        """``<name>-<hash>``. For "auto-digits" the folder ``train_or_load`` uses also depends on the
+        data it resolves to: ``experiments.default_run_dir(config)`` gives it."""
+        return f"{self.name}-{self.hash(data_key=data_key)}"
 
 
 def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:

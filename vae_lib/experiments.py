@@ -1,7 +1,11 @@
 """``train_or_load``: build data, model and loss from an ``ExperimentConfig``, then train, resume or reuse.
 
-A run lives in ``runs_dir()/<name>-<hash>/`` (``config.json`` + ``checkpoint.pt``). The hash covers
-the whole config, so a changed hyper-parameter gets a new directory and never reuses a stale model::
+A run lives in ``runs_dir()/<name>-<hash>/`` (``config.json``, ``data.json``, ``checkpoint.pt``). The
+hash covers the whole config, so a changed hyper-parameter gets a new directory and never reuses a
+stale model. For "auto-digits", which stands for MNIST, Fashion-MNIST or synthetic digits depending
+on what is on the machine, the hash also covers the data it resolved to (name and a fingerprint of
+the files): a run trained on Fashion-MNIST is not reused once MNIST is installed. ``data.json``
+records what a run was trained on, and a loaded run says it::
 
     model, history, info = train_or_load("cvae")            # the course preset ($VAE_COURSE_PRESET)
     model, history, info = train_or_load(get_config("cvae-quick", **{"train.epochs": 3}))
@@ -10,6 +14,7 @@ The model, loss and data modules are imported on first use, so this module impor
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -19,6 +24,8 @@ from pathlib import Path
 import torch
 
 from vae_lib.configs import ExperimentConfig, get_config
+from vae_lib.distributed import rank_and_world_size
+from vae_lib.runlock import remove_stale_temp_files, run_lock
 from vae_lib.runtime import runs_dir, seed_everything
 from vae_lib.train import Trainer
 from vae_lib.utils import atomic_write
@@ -29,6 +36,9 @@ MODELS = {"cvae": ("vae_lib.models.cvae", "CVAE"),
 LOSSES = {"cvae": ("vae_lib.losses", "CVAELoss"),
           "stylegan-vae": ("vae_lib.losses", "StyleVAELoss")}
 CONFIG_NAME = "config.json"
+DATA_NAME = "data.json"
+# Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
+RESOLVED_DATASETS = ("auto-digits",)
 
 
 def _load(spec: tuple[str, str]):
@@ -58,6 +68,28 @@ def data_range(config: ExperimentConfig) -> tuple[float, float]:
     return importlib.import_module(MODELS["stylegan-vae"][0]).DATA_RANGE
 
 
+def dataset_key(config: ExperimentConfig, *, download: bool = True) -> dict | None:
+    """What the config's dataset resolves to, for the run's hash: ``{"name", "fingerprint"}`` for
+    "auto-digits" (see ``vae_lib.data.load.resolve_dataset``; it may unpack or download the files),
+    None for every other dataset (whose name says it all, and whose runs keep their folders)."""
+    if _normalised(config.dataset) not in RESOLVED_DATASETS:
+        return None
+    from vae_lib.data.load import resolve_dataset
+
+    return resolve_dataset(config.dataset, "train", config.dataset_kwargs.get("root"), download=download).key()
+
+
+def default_run_dir(config: ExperimentConfig, data_key: dict | None = None) -> Path:
+    """``runs_dir()/<name>-<hash>``, the hash covering the resolved dataset (``dataset_key``)."""
+    if data_key is None:
+        data_key = dataset_key(config)
+    return runs_dir() / config.run_name(data_key=data_key)
+
+
+def _normalised(name: str) -> str:
+    return str(name).strip().lower().replace("_", "-")
+
+
 def build_data(config: ExperimentConfig, split: str = "train", *, verbose: bool = True):
     """``load_dataset(config.dataset, split, n=n_train|n_test, **dataset_kwargs)``, rescaled to ``data_range``.
 
@@ -81,7 +113,7 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
 
     Args:
         config: an ``ExperimentConfig``, or a preset name for ``get_config`` ("cvae", "cvae-quick", ...).
-        run_dir: where the run lives (default ``runs_dir()/<name>-<hash>``).
+        run_dir: where the run lives (default ``default_run_dir(config)``: ``runs_dir()/<name>-<hash>``).
         preset: the course size for a family name ("smoke" | "quick" | "full"; default $VAE_COURSE_PRESET).
         verbose: print what happens and show progress bars.
 
@@ -89,43 +121,118 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
     resumed exactly where it stopped; otherwise training starts from scratch (seeded by
     ``config.train.seed``, on the device ``config.train.device`` picks). The model comes back in
     eval mode on that device. ``info`` has ``status`` ("loaded" | "resumed" | "trained"),
-    ``run_dir``, ``config``, ``device``, ``epoch``, ``step`` and ``seconds`` (spent in this call).
+    ``run_dir``, ``config``, ``device``, ``epoch``, ``step``, ``seconds`` (spent in this call) and
+    ``data`` (what the run was trained on: ``data.json``, None for runs saved before it was kept).
+
+    The run folder is locked while this runs (``vae_lib.runlock``): a second process asking for
+    the same folder fails at once with ``RunLockedError`` naming the holder's pid.
     """
     if isinstance(config, str):
         config = get_config(config, preset=preset)
     elif preset is not None:
         raise ValueError("preset= goes with a config name such as 'cvae', not with an ExperimentConfig")
     start = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.run_name()
-    _check_saved_config(run_dir, config)
     say = print if verbose else (lambda *args: None)
+    data_key = dataset_key(config)
+    if run_dir is None:
+        run_dir = default_run_dir(config, data_key)
+        _mention_legacy_run(config, run_dir, say)
+    run_dir = Path(run_dir)
+    # One process at a time in a run folder (rank 0 writes for all under torchrun): the config
+    # check and write, the training and its checkpoints happen under the folder's lock.
+    with run_lock(run_dir) if rank_and_world_size()[0] == 0 else contextlib.nullcontext():
+        remove_stale_temp_files(run_dir)
+        _check_saved_config(run_dir, config)
+        recorded = read_data_record(run_dir)
 
-    seed_everything(config.train.seed)
-    model = build_model(config)
-    trainer = Trainer(model, build_loss(config), config.train, run_dir, progress=verbose)
-    if trainer.checkpoint_path.exists():
-        trainer.load_checkpoint()
-        status = "loaded" if trainer.target_reached() else "resumed"
-    else:
-        status = "trained"
+        seed_everything(config.train.seed)
+        model = build_model(config)
+        trainer = Trainer(model, build_loss(config), config.train, run_dir, progress=verbose)
+        if trainer.checkpoint_path.exists():
+            trainer.load_checkpoint()
+            status = "loaded" if trainer.target_reached() else "resumed"
+        else:
+            status = "trained"
+        _check_same_data(run_dir, recorded, data_key, status, say)
 
-    if status == "loaded":
-        say(f"loaded finished run from {run_dir} ({trainer.epoch} epochs, {trainer.step} steps)")
-    else:
-        say(f"resuming from epoch {trainer.epoch} (step {trainer.step}) in {run_dir}" if status == "resumed"
-            else f"training from scratch in {run_dir}")
-        _save_config(run_dir, config)
-        loader = build_data(config, "train", verbose=verbose).loader(
-            batch_size=config.train.batch_size, shuffle=True, device=trainer.device, seed=config.train.seed)
-        val_loader = None
-        if config.n_test != 0:
-            val_loader = build_data(config, "test", verbose=verbose).loader(
-                batch_size=config.train.batch_size, shuffle=False, device=trainer.device)
-        trainer.fit(loader, val_loader=val_loader)
+        if status == "loaded":
+            say(f"loaded finished run from {run_dir} ({trainer.epoch} epochs, {trainer.step} steps); "
+                f"trained on {describe_data(recorded)}")
+        else:
+            say(f"resuming from epoch {trainer.epoch} (step {trainer.step}) in {run_dir}" if status == "resumed"
+                else f"training from scratch in {run_dir}")
+            _save_config(run_dir, config)
+            train_data = build_data(config, "train", verbose=verbose)
+            if data_key is not None and train_data.name != data_key["name"]:
+                raise RuntimeError(f"{config.dataset} resolved to {data_key['name']} for the run's name but loaded "
+                                   f"{train_data.name}: the data on this machine changed meanwhile; run again")
+            if status == "trained" or recorded is None:
+                recorded = _save_data_record(run_dir, config, train_data, data_key)
+            loader = train_data.loader(batch_size=config.train.batch_size, shuffle=True, device=trainer.device,
+                                       seed=config.train.seed)
+            val_loader = None
+            if config.n_test != 0:
+                val_loader = build_data(config, "test", verbose=verbose).loader(
+                    batch_size=config.train.batch_size, shuffle=False, device=trainer.device)
+            trainer.fit(loader, val_loader=val_loader)
     model.eval()
     info = {"status": status, "run_dir": run_dir, "config": config, "device": trainer.device,
-            "epoch": trainer.epoch, "step": trainer.step, "seconds": time.perf_counter() - start}
+            "epoch": trainer.epoch, "step": trainer.step, "seconds": time.perf_counter() - start,
+            "data": recorded}
     return model, trainer.history, info
+
+
+def read_data_record(run_dir: str | Path) -> dict | None:
+    """``run_dir/data.json``: what the run was trained on (None for runs saved before it was kept)."""
+    path = Path(run_dir) / DATA_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it (it only records the run's data)") from error
+
+
+def describe_data(record: dict | None) -> str:
+    """One phrase: "fashion-mnist from /usr/share/datasets/fashion-mnist (auto-digits chose ...)"."""
+    if record is None:
+        return "data not recorded (the run was saved before vae_lib kept data.json)"
+    text = f"{record['name']} from {record['source']}" if record.get("source") else record["name"]
+    return text + (f" ({record['reason']})" if record.get("reason") else "")
+
+
+def _save_data_record(run_dir: Path, config: ExperimentConfig, data, data_key: dict | None) -> dict:
+    record = {"dataset": config.dataset, "name": data.name, "source": data.source, "reason": data.reason,
+              "fingerprint": data_key["fingerprint"] if data_key is not None else None}
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write(run_dir / DATA_NAME, lambda tmp: tmp.write_text(text))
+    return record
+
+
+def _check_same_data(run_dir: Path, recorded: dict | None, data_key: dict | None, status: str, say) -> None:
+    """A run folder given by hand may hold a run of what auto-digits meant earlier: go on loading it
+    (and say so) when it is finished, refuse to continue training it on other data."""
+    if recorded is None or data_key is None or status == "trained":
+        return
+    if (recorded.get("name"), recorded.get("fingerprint")) == (data_key["name"], data_key["fingerprint"]):
+        return
+    now = data_key["name"] + ("" if data_key["name"] != recorded.get("name") else " (other files)")
+    if status == "loaded":
+        say(f"note: {run_dir} was trained on {recorded.get('name')}; {recorded.get('dataset')} now resolves to {now}")
+        return
+    raise ValueError(f"{run_dir} was trained on {recorded.get('name')} but {recorded.get('dataset')} now resolves "
+                     f"to {now}: continue it with dataset={recorded.get('name')!r}, or use another run folder")
+
+
+def _mention_legacy_run(config: ExperimentConfig, run_dir: Path, say) -> None:
+    """Runs of auto-digits saved before the resolved data joined the hash live under the plain hash;
+    they cannot be told apart by what they were trained on, so they are not reused: say so."""
+    if _normalised(config.dataset) not in RESOLVED_DATASETS:
+        return
+    legacy = runs_dir() / config.run_name()
+    if legacy != run_dir and (legacy / "checkpoint.pt").exists() and not (run_dir / "checkpoint.pt").exists():
+        say(f"note: {legacy} holds a run of this config saved before vae_lib recorded which data auto-digits "
+            f"meant, so it is not reused; training in {run_dir} (pass run_dir={str(legacy)!r} to load the old one)")
 
 
 def _check_saved_config(run_dir: Path, config: ExperimentConfig) -> None:

@@ -31,7 +31,11 @@ def get_preset(preset: str | None = None) -> str:
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> cuda if available, else mps, else cpu; anything else is passed to torch.device."""
+    """'auto' -> cuda if available, else mps, else cpu; anything else is passed to torch.device.
+
+    A name torch does not know ('gpu'), or a device this machine does not have ('cuda' without a
+    GPU, 'cuda:3' with two), is a ValueError that says which devices there are.
+    """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -39,7 +43,30 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        picked = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps "
+                         f"(here: {', '.join(available_devices())})") from None
+    if picked.type == "cuda" and (not torch.cuda.is_available()
+                                  or (picked.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {str(device)!r} is not available on this machine (torch.cuda.is_available() is "
+                         f"{torch.cuda.is_available()}, {torch.cuda.device_count()} GPU(s)); use one of "
+                         f"{', '.join(available_devices())}")
+    if picked.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device 'mps' is not available on this machine; use one of {', '.join(available_devices())}")
+    return picked
+
+
+def available_devices() -> list[str]:
+    """The device names this machine can use: 'auto', 'cpu', then 'cuda', 'cuda:N' or 'mps'."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -22,8 +22,24 @@ that a resumed run continues exactly as if it had not stopped (mid-epoch too, fo
 order is fixed or restored by ``load_state_dict``, as ``InMemoryLoader``'s is).
 
 Guards: a NaN/inf loss term or gradient norm raises ``NonFiniteLossError`` before the bad update,
-leaving the last checkpoint as it was; Ctrl-C (KeyboardInterrupt) saves the current state, then
-re-raises.
+leaving the last checkpoint as it was.
+
+Ctrl-C: the checkpoint it saves is always the state at a step boundary, so that the resumed run is
+bit for bit the uninterrupted one, whenever the interrupt came (``tests/test_interrupts.py`` checks
+this at random points). While ``fit`` runs in the main thread, SIGINT during the update itself
+(``optimizer.step`` and the counters, which change the parameters one tensor at a time) is held
+until the update is complete; anywhere else (loader, forward, backward, validation) the step in
+progress is abandoned: the RNG states and the model's buffers (BatchNorm statistics, ``w_avg``),
+which the forward pass may have advanced, go back to their values at the last boundary, then the
+checkpoint is saved and KeyboardInterrupt re-raised. A KeyboardInterrupt raised some other way
+inside an update (not through the signal) leaves the last checkpoint as it was, and the Trainer
+refuses to go on until ``load_checkpoint``: its parameters are half updated.
+
+Checkpoints are written every ``checkpoint_every_epochs`` epochs, every ``checkpoint_every_steps``
+steps, every ``checkpoint_every_seconds`` of wall time (so a kill -9 loses at most that) and at
+the end. While ``fit`` trains into ``run_dir`` it holds the folder's lock (``vae_lib.runlock``): a
+second process training there fails at once with ``RunLockedError``; temporary files of saves
+killed earlier are removed.
 
 Speed (``TrainConfig.channels_last``, ``autocast``, ``compile``, ``num_threads``; see
 ``vae_lib.fastpaths`` and ``benchmarks/``): by default channels_last on CUDA for conv models and
@@ -37,9 +53,12 @@ model's state, so it resumes with any world size. With one process nothing of th
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -52,6 +71,7 @@ from vae_lib.configs import TrainConfig
 from vae_lib.distributed import all_reduce_mean, all_reduce_sum, rank_and_world_size, shard
 from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_channels_last, set_num_threads,
                                to_channels_last)
+from vae_lib.runlock import remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, seed_everything
 from vae_lib.schedules import build_schedule
 from vae_lib.utils import atomic_write
@@ -61,6 +81,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _COUNTERS = ("step", "epoch")
 
 LossFn = Callable[..., dict]
+# Wall time for checkpoint_every_seconds (a name of our own, so that tests can run a fake clock).
+_clock = time.monotonic
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,11 +110,35 @@ def _to_device(batch, device: torch.device):
     return batch
 
 
-def _rng_state() -> dict:
-    # NumPy's key array is stored as a list so that the checkpoint loads with weights_only=True.
-    np_state = np.random.get_state(legacy=False)
-    np_state["state"]["key"] = np_state["state"]["key"].tolist()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np_state}
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model; the message names the file."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``torch.load`` of a checkpoint (weights only, onto the CPU), with a one-line error naming
+    the file when it is empty, truncated or not a checkpoint at all."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    if path.exists() and path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): delete it to start the run again")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001  zip, pickle and EOF errors all mean "not a checkpoint"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: it is corrupt or not a checkpoint "
+                              f"({type(error).__name__}: {first[:200]}); delete it to start the run again "
+                              "or put back a good copy") from error
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a vae_lib checkpoint (no 'model' entry)")
+    return state
+
+
+def _capture_rng() -> dict:
+    """The RNG states as they are (cheap: taken at every step boundary)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(legacy=False)}
     # Only devices in use: asking an untouched CUDA for its state would start a context.
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -101,7 +147,16 @@ def _rng_state() -> dict:
     return state
 
 
+def _rng_state() -> dict:
+    state = _capture_rng()
+    # NumPy's key array is stored as a list so that the checkpoint loads with weights_only=True.
+    np_state = state["numpy"]
+    np_state["state"]["key"] = np_state["state"]["key"].tolist()
+    return state
+
+
 def _set_rng_state(state: dict) -> None:
+    """Restore what ``_rng_state`` (a checkpoint) or ``_capture_rng`` (a boundary) took."""
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -112,6 +167,52 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     if "mps" in state and torch.backends.mps.is_available():
         torch.mps.set_rng_state(state["mps"])
+
+
+class _InterruptGuard:
+    """SIGINT as Python's default handler raises it, except inside ``update()`` blocks, where it
+    is held and raised when the block ends: an update is never left half applied.
+
+    Installed only in the main thread (the only one Python delivers signals to) and only over
+    Python's default handler, so a handler of the application's own (or SIG_IGN) is left alone.
+    """
+
+    def __init__(self):
+        self.depth, self.pending, self._previous = 0, False, None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        self.depth, self.pending = 0, False
+
+    def _handle(self, signum, frame):
+        if self.depth:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def update(self, raise_pending: bool = True):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending:
+            self.pending = False
+            if raise_pending:
+                raise KeyboardInterrupt
+
+
+class HalfUpdatedError(RuntimeError):
+    """The Trainer was interrupted inside an optimizer update; its state is not a step's state."""
 
 
 class _LossModule(torch.nn.Module):
@@ -169,6 +270,13 @@ class Trainer:
         self._scaler = grad_scaler(self.device, self.autocast)
         # (loss_fn, its DDP / compiled wrapper), built on first use.
         self._wrapped: tuple[LossFn, Callable] | None = None
+        # Ctrl-C handling (see the module docstring): the guard while fit runs, the RNG and buffer
+        # state of the last step boundary, and True once an update was torn by an exception (an
+        # interrupt that did not come through the guard).
+        self._guard = _InterruptGuard()
+        self._boundary: tuple[dict, dict[str, torch.Tensor]] | None = None
+        self._half_updated = False
+        self._last_save = _clock()
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -183,6 +291,14 @@ class Trainer:
         mean terms are logged as ``val_<term>``.
         """
         epochs = self.config.epochs if epochs is None else epochs
+        self._check_whole()
+        locked = self.run_dir is not None and self.rank == 0
+        with run_lock(self.run_dir) if locked else contextlib.nullcontext(), self._guard:
+            if locked:
+                remove_stale_temp_files(self.run_dir)
+            return self._fit(train_loader, epochs, val_loader)
+
+    def _fit(self, train_loader: Iterable, epochs: int, val_loader: Iterable | None) -> dict:
         # The whole run as configured (not this call's ``epochs``): what the beta schedule and a
         # cosine lr span.
         self._run_steps = self._planned_steps(train_loader)
@@ -203,18 +319,64 @@ class Trainer:
         total = self._planned_steps(train_loader, epochs)
         bar = tqdm(total=total, initial=self.step, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True)
+        self._mark_boundary()
+        self._last_save = _clock()
         try:
             while not self.target_reached(epochs):
                 bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
                 self._run_epoch(train_loader, val_loader, bar, epochs)
         except KeyboardInterrupt:
-            if self.run_dir is not None:
-                self.save_checkpoint()
-                bar.write(f"Interrupted at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+            self._interrupted(bar)
             raise
         finally:
             bar.close()
         return self.history
+
+    def _interrupted(self, bar) -> None:
+        """After a KeyboardInterrupt in ``fit``: save the last step boundary's state, or keep the
+        last checkpoint when the interrupt tore an update."""
+        if self._half_updated:
+            kept = (f"the last checkpoint, {self.checkpoint_path}, is kept as it was" if self._checkpoint_exists()
+                    else "no checkpoint was written")
+            bar.write(f"Interrupted inside the optimizer update of step {self.step}: {kept}; this Trainer "
+                      "must load_checkpoint() before it trains again")
+            return
+        self._restore_boundary()
+        if self.run_dir is not None:
+            # A second Ctrl-C must not cut this save short (atomic_write would keep the old file,
+            # but the work since then would be lost).
+            with self._guard.update(raise_pending=False):
+                self.save_checkpoint()
+            bar.write(f"Interrupted at step {self.step}; checkpoint saved to {self.checkpoint_path}")
+
+    def _mark_boundary(self) -> None:
+        """Remember the RNG states and buffers of a step boundary (what an interrupt goes back to)."""
+        previous = self._boundary[1] if self._boundary is not None else {}
+        buffers = {}
+        for name, buffer in self.model.named_buffers():
+            kept = previous.get(name)
+            if (kept is not None and kept.shape == buffer.shape and kept.dtype == buffer.dtype
+                    and kept.device == buffer.device):
+                buffers[name] = kept.copy_(buffer)
+            else:
+                buffers[name] = buffer.detach().clone()
+        self._boundary = (_capture_rng(), buffers)
+
+    def _restore_boundary(self) -> None:
+        if self._boundary is None:
+            return
+        rng, buffers = self._boundary
+        _set_rng_state(rng)
+        with torch.no_grad():
+            for name, buffer in self.model.named_buffers():
+                if name in buffers:
+                    buffer.copy_(buffers[name])
+
+    def _check_whole(self) -> None:
+        if self._half_updated:
+            raise HalfUpdatedError(
+                "this Trainer was interrupted inside an optimizer update, so its parameters are half "
+                "updated: call load_checkpoint() (or build a new Trainer) before training or saving again")
 
     def target_reached(self, epochs: int | None = None) -> bool:
         """True once ``epochs`` (default ``config.epochs``) epochs or ``config.max_steps`` steps are done."""
@@ -250,16 +412,23 @@ class Trainer:
             bar.update(1)
             if self.step % self.config.log_every_steps == 0:
                 bar.set_postfix(_postfix(record), refresh=False)
-            if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0:
+            if self.run_dir is not None and self._checkpoint_due():
                 self.save_checkpoint()
         self._close_epoch(epoch, val_loader, time.perf_counter() - start)
-        if finished_epoch:
-            self.epoch += 1
-            if hasattr(loader, "state_dict"):
-                self._loader_state = loader.state_dict()
+        with self._guard.update(), self._tearing():  # the counter and the loader position change together
+            if finished_epoch:
+                self.epoch += 1
+                if hasattr(loader, "state_dict"):
+                    self._loader_state = loader.state_dict()
+            self._mark_boundary()
         if self.run_dir is not None and (self.epoch % self.config.checkpoint_every_epochs == 0
                                          or self.target_reached(epochs)):
             self.save_checkpoint()
+
+    def _checkpoint_due(self) -> bool:
+        every_steps, every_s = self.config.checkpoint_every_steps, self.config.checkpoint_every_seconds
+        return bool((every_steps and self.step % every_steps == 0)
+                    or (every_s is not None and _clock() - self._last_save >= every_s))
 
     def train_step(self, batch, epoch: int | None = None) -> dict:
         """One optimizer update on ``batch`` (what ``fit`` does for each batch); return its history record.
@@ -267,6 +436,7 @@ class Trainer:
         ``epoch`` defaults to ``self.epoch``. The caller puts the model in training mode (``fit`` does).
         """
         epoch = self.epoch if epoch is None else epoch
+        self._check_whole()
         if self.schedule is None:
             self.schedule = build_schedule(self.config.beta)
         beta = float(self.schedule(self.step))
@@ -297,14 +467,26 @@ class Trainer:
         if not all(math.isfinite(v) for v in checked):
             raise NonFiniteLossError(self.step, epoch, {k: v for k, v in record.items() if k not in _COUNTERS},
                                      self.checkpoint_path if self._checkpoint_exists() else None)
-        if self._scaler is not None:
-            self._scaler.step(self.optimizer)
-            self._scaler.update()
-        else:
-            self.optimizer.step()
-        self.history["steps"].append(record)
-        self.step += 1
+        # The update: parameters, optimizer state, scaler, history and counter change together.
+        with self._guard.update(), self._tearing():
+            if self._scaler is not None:
+                self._scaler.step(self.optimizer)
+                self._scaler.update()
+            else:
+                self.optimizer.step()
+            self.history["steps"].append(record)
+            self.step += 1
+            self._mark_boundary()
         return record
+
+    @contextlib.contextmanager
+    def _tearing(self):
+        """Any exception inside the block leaves the state between two steps: say so, for good."""
+        try:
+            yield
+        except BaseException:
+            self._half_updated = True
+            raise
 
     def _set_lr(self) -> float:
         """The learning rate of this step under ``config.lr_schedule``, set on the optimizer; a pure
@@ -403,6 +585,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._half_updated = False
         if state["schedule"] is not None:
             if self.schedule is None:
                 self.schedule = build_schedule(self.config.beta, state["schedule"].get("total_steps"))
@@ -425,15 +608,29 @@ class Trainer:
             raise ValueError("save_checkpoint needs a path or a Trainer with run_dir")
         if self.rank != 0:
             return path
+        self._check_whole()
         state = self.state_dict()
-        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        self._last_save = _clock()
+        return path
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
-        """Restore a checkpoint (default ``run_dir/checkpoint.pt``); ``fit`` then continues from it."""
+        """Restore a checkpoint (default ``run_dir/checkpoint.pt``); ``fit`` then continues from it.
+
+        A file that is not a readable checkpoint, or one of another model (a z_dim that differs,
+        say), is a ``CheckpointError`` naming it."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("load_checkpoint needs a path or a Trainer with run_dir")
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        remove_stale_temp_files(path.parent)
+        state = read_checkpoint(path)
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            detail = " ".join(str(error).split())[:300] if "size mismatch" in str(error) else first
+            raise CheckpointError(f"checkpoint {path} does not fit this model and config ({detail}); was the "
+                                  "config changed after it was saved?") from error
 
     def _checkpoint_exists(self) -> bool:
         return self.checkpoint_path is not None and self.checkpoint_path.exists()

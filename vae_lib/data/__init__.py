@@ -5,13 +5,13 @@ Modules: ``load`` (the entry point), ``torchvision_sets`` (MNIST / Fashion-MNIST
 (:class:`ImageData`, class and factor counts), ``loader`` (:class:`InMemoryLoader`). Figures of a
 dataset are in :mod:`vae_lib.viz.data`.
 """
-from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.data.errors import DatasetFileError, DatasetNotFoundError
 from vae_lib.data.image_data import ImageData, class_counts, factor_counts
 from vae_lib.data.load import DATASET_NAMES, SPLITS, load_dataset
 from vae_lib.data.loader import InMemoryLoader
 from vae_lib.data.shapes import FACTOR_BINS, SHAPE_NAMES, render_from_factors, render_shapes
 from vae_lib.data.synthetic_digits import render_digits
 
-__all__ = ["DATASET_NAMES", "FACTOR_BINS", "SHAPE_NAMES", "SPLITS", "DatasetNotFoundError", "ImageData",
-           "InMemoryLoader", "class_counts", "factor_counts", "load_dataset", "render_digits", "render_from_factors",
-           "render_shapes"]
+__all__ = ["DATASET_NAMES", "FACTOR_BINS", "SHAPE_NAMES", "SPLITS", "DatasetFileError", "DatasetNotFoundError",
+           "ImageData", "InMemoryLoader", "class_counts", "factor_counts", "load_dataset", "render_digits",
+           "render_from_factors", "render_shapes"]

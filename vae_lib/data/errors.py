@@ -7,3 +7,8 @@ class DatasetNotFoundError(RuntimeError):
 
     The message lists every place that was tried and what to do about it.
     """
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that is there but unreadable (garbage, truncated, another format); the
+    message names the file and says what is wrong with it."""

@@ -1,11 +1,19 @@
-"""``load_dataset``: the one way every notebook, test and the CLI gets its data."""
+"""``load_dataset``: the one way every notebook, test and the CLI gets its data.
+
+``resolve_dataset`` says, without loading it, which data a name stands for ("auto-digits" is one
+of three) and gives a fingerprint of the files: what ``train_or_load`` keys a run with.
+"""
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import torch
 
 from vae_lib.data import image_folder, shapes, synthetic_digits, torchvision_sets
 from vae_lib.data.errors import DatasetNotFoundError
 from vae_lib.data.image_data import ImageData
+from vae_lib.data.memory import check_fits_in_memory
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "synthetic-digits", "shapes", "image-folder", "auto-digits")
 SPLITS = ("train", "test")
@@ -52,6 +60,7 @@ def load_dataset(name: str, split: str = "train", root=None, *, n: int | None = 
         raise ValueError(f"Unknown split {split!r} for {key}: choose one of {', '.join(SPLITS)}")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n must be a positive int (the number of samples to keep) or None, got {n!r}")
+    root = _check_root(root)
     unknown = set(kw) - _OPTIONS[key]
     if unknown:
         accepted = ", ".join(sorted(_OPTIONS[key])) or "none"
@@ -61,6 +70,64 @@ def load_dataset(name: str, split: str = "train", root=None, *, n: int | None = 
     if verbose:
         print(data.summary())
     return data
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """What a dataset name stands for here and now.
+
+    ``name``: the data set itself ("auto-digits" becomes "mnist", "fashion-mnist" or
+    "synthetic-digits"); ``fingerprint``: a digest of its files' sizes and first bytes (None for
+    procedural sets and for names that are not resolved); ``source`` and ``reason`` as ``ImageData``'s.
+    """
+
+    name: str
+    fingerprint: str | None
+    source: str
+    reason: str
+
+    def key(self) -> dict:
+        """What a run's name hashes: ``{"name", "fingerprint"}``."""
+        return {"name": self.name, "fingerprint": self.fingerprint}
+
+
+def resolve_dataset(name: str, split: str = "train", root=None, *, download: bool = True) -> ResolvedDataset:
+    """Which data ``load_dataset(name, split, root)`` would return, without reading it.
+
+    For "auto-digits" (and "mnist" / "fashion-mnist") the files are looked for exactly as
+    ``load_dataset`` does (unpacked or downloaded if need be, so that the load that follows finds
+    them) and fingerprinted; other names resolve to themselves with no I/O.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASET_NAMES:
+        raise ValueError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+    root = _check_root(root)
+    if key in torchvision_sets.IDX_DATASETS:
+        home, source, reason = torchvision_sets.find_idx_dataset(key, split, root, download=download)
+        return ResolvedDataset(key, torchvision_sets.fingerprint(key, home), source, reason)
+    if key != "auto-digits":
+        return ResolvedDataset(key, None, str(root) if root is not None else "", "")
+    missing = []
+    for candidate in ("mnist", "fashion-mnist"):
+        try:
+            home, source, reason = torchvision_sets.find_idx_dataset(candidate, split, root, download=download)
+        except DatasetNotFoundError:
+            missing.append(candidate)
+            continue
+        return ResolvedDataset(candidate, torchvision_sets.fingerprint(candidate, home), source,
+                               f"auto-digits chose {candidate}{_because(missing)}: {reason}")
+    return ResolvedDataset("synthetic-digits", None, "procedural",
+                           f"auto-digits chose synthetic-digits{_because(missing)} (load_dataset('mnist') "
+                           "tells where it looked)")
+
+
+def _check_root(root):
+    """None, or a path that is not empty: ``root=''`` would silently mean the current folder."""
+    if root is None:
+        return None
+    if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
+        raise ValueError(f"root must be a folder (a non-empty path) or None, got {root!r}")
+    return root
 
 
 def _idx(name: str, split: str, root, n, download, verbose) -> ImageData:
@@ -76,6 +143,12 @@ def _synthetic_digits(split, root, n, download, verbose, *, seed: int = 0) -> Im
 
 
 def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = shapes.DEFAULT_SIZE) -> ImageData:
+    shapes.check_size(size)
+    count = shapes.DEFAULT_COUNTS[split] if n is None else n
+    if split == "train" and count > shapes.TEST_OFFSET:
+        raise ValueError(f"shapes: n={count:,} train images would run into the test split's indices "
+                         f"(from {shapes.TEST_OFFSET:,}); ask for at most {shapes.TEST_OFFSET:,}")
+    check_fits_in_memory("shapes", count, (3, size, size))
     images, labels, factors, source, reason = shapes.load_shapes(split, size=size, n=n, seed=seed, progress=verbose)
     return ImageData(images=images, labels=labels, factors=factors, name="shapes", source=source, reason=reason,
                      value_range=(-1.0, 1.0), class_names=list(shapes.SHAPE_NAMES), split=split)
@@ -90,18 +163,14 @@ def _image_folder(split, root, n, download, verbose, *, size: int = image_folder
 
 
 def _auto_digits(split, root, n, download, verbose, *, seed: int = 0) -> ImageData:
-    missing = []
-    for name in ("mnist", "fashion-mnist"):
-        try:
-            data = _idx(name, split, root, n, download, verbose)
-        except DatasetNotFoundError:
-            missing.append(name)
-            continue
-        data.reason = f"auto-digits chose {name}{_because(missing)}: {data.reason}"
+    resolved = resolve_dataset("auto-digits", split, root, download=download)
+    if resolved.name == "synthetic-digits":
+        data = _synthetic_digits(split, root, n, download, verbose, seed=seed)
+        data.reason = f"{resolved.reason}: {data.reason}"
         return data
-    data = _synthetic_digits(split, root, n, download, verbose, seed=seed)
-    data.reason = (f"auto-digits chose synthetic-digits{_because(missing)} (load_dataset('mnist') tells where "
-                   f"it looked): {data.reason}")
+    # The files are in place now: this finds them where resolve_dataset did.
+    data = _idx(resolved.name, split, root, n, download, verbose)
+    data.reason = resolved.reason
     return data
 
 

@@ -13,16 +13,23 @@ torchvision reads only its own layout of gunzipped files, so IDX files found els
 unpacked into the torchvision root they belong to: next to themselves for 1 and 2, into
 ``data_dir()`` for the read-only system folders. Offline, the download fails within a few
 seconds and leaves no folders behind; then :class:`DatasetNotFoundError` lists every place tried.
+
+Every IDX file is checked (magic number, dimensions, size) before it is copied and before it is
+read: a garbage or truncated file is a :class:`DatasetFileError` naming it, and nothing of a bad
+set is copied into ``<Class>/raw/`` (where it would shadow good files put back later).
 """
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
+import math
 import os
 import shutil
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,7 +37,7 @@ from urllib.parse import urlsplit
 import torch
 from torchvision.datasets import MNIST, FashionMNIST
 
-from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.data.errors import DatasetFileError, DatasetNotFoundError
 from vae_lib.runtime import data_dir
 from vae_lib.utils import atomic_write
 
@@ -39,6 +46,10 @@ SYSTEM_DATA_DIRS = ("/usr/share/datasets",)
 # Bound on each network wait of a download attempt (connect, each read), in seconds.
 DOWNLOAD_TIMEOUT_S = 2.0
 _SOURCE_NOTE = "unpacked_from.txt"
+# IDX magic numbers: 0x0000 08 03 (unsigned bytes, 3 dimensions: images), 0x0000 08 01 (labels).
+_IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}
+# Bytes of each file that the fingerprint reads (with the file's size): enough to tell data sets apart.
+FINGERPRINT_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,18 @@ def load_idx_dataset(name: str, split: str, root=None, *, download: bool = True,
                      n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, str, str]:
     """Find, read and return ``(images (N,1,28,28) float32 in [0,1], labels (N,) int64, source, reason)``.
 
-    Raises :class:`DatasetNotFoundError` (listing every place tried) when the files are nowhere.
+    Raises :class:`DatasetNotFoundError` (listing every place tried) when the files are nowhere,
+    :class:`DatasetFileError` (naming the file) when a file is not a valid IDX file.
+    """
+    home, source, reason = find_idx_dataset(name, split, root, download=download)
+    return (*_read(IDX_DATASETS[name], home, split, n), source, reason)
+
+
+def find_idx_dataset(name: str, split: str = "train", root=None, *, download: bool = True) -> tuple[Path, str, str]:
+    """Make the set readable by torchvision (unpacking or downloading it if need be) without reading it.
+
+    Returns ``(home, source, reason)``: torchvision's root (``<home>/<Class>/raw/`` holds the four
+    files), where the files came from and why this place. Errors as :func:`load_idx_dataset`.
     """
     spec = IDX_DATASETS[name]
     tried: list[str] = []
@@ -93,22 +115,21 @@ def load_idx_dataset(name: str, split: str, root=None, *, download: bool = True,
     for home, label, flat_folders in homes:
         prefix = "" if home == root else missed_root
         if _complete(spec.raw_folder(home), spec.raw_names):
-            return (*_read(spec, home, split, n), str(spec.raw_folder(home)),
+            return (home, str(spec.raw_folder(home)),
                     f"{prefix}found in {label}{_read_source_note(home, spec)}")
         tried.append(f"{spec.raw_folder(home)}/  [{label}, torchvision layout]")
         for folder in flat_folders:
             files = _idx_files(folder, spec)
             if files:
                 _unpack(files, home, spec)
-                return (*_read(spec, home, split, n), str(folder),
-                        f"{prefix}IDX files in {folder}, unpacked to {spec.raw_folder(home)}")
+                return (home, str(folder), f"{prefix}IDX files in {folder}, unpacked to {spec.raw_folder(home)}")
             tried.append(f"{folder}/  [{label}, IDX files]")
 
     for folder in (d / name for d in system_data_dirs()):
         files = _idx_files(folder, spec)
         if files:
             _unpack(files, data_dir(), spec)
-            return (*_read(spec, data_dir(), split, n), str(folder),
+            return (data_dir(), str(folder),
                     f"{missed_root}not in data_dir(); found the system dataset folder {folder}, "
                     f"unpacked once to {spec.raw_folder(data_dir())}")
         tried.append(f"{folder}/  [system dataset folder]")
@@ -117,14 +138,26 @@ def load_idx_dataset(name: str, split: str, root=None, *, download: bool = True,
     if download:
         try:
             torchvision_download(spec, target)
-            return (*_read(spec, target, split, n), str(spec.raw_folder(target)),
-                    f"not found locally; downloaded by torchvision into {target}")
+            return target, str(spec.raw_folder(target)), f"not found locally; downloaded by torchvision into {target}"
         except Exception as error:  # noqa: BLE001  any failure becomes part of the not-found message
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             tried.append(f"torchvision download into {target}: {type(error).__name__}: {first_line}")
     else:
         tried.append("torchvision download: not attempted (download=False)")
     raise DatasetNotFoundError(_not_found_message(spec, split, tried))
+
+
+def fingerprint(name: str, home: Path) -> str:
+    """A cheap digest of the set in ``<home>/<Class>/raw/``: each file's size and first 64 KiB
+    (MNIST and Fashion-MNIST have the same sizes; their first pixels differ)."""
+    spec = IDX_DATASETS[name]
+    digest = hashlib.sha256()
+    for raw in spec.raw_names:
+        path = spec.raw_folder(home) / raw
+        digest.update(f"{raw}:{path.stat().st_size}:".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
 
 
 def torchvision_download(spec: IdxDataset, root: Path, timeout_s: float | None = None) -> None:
@@ -205,16 +238,53 @@ def _idx_files(folder: Path, spec: IdxDataset) -> dict[str, Path] | None:
     return found
 
 
+def check_idx_file(path: Path, described_as: Path | None = None) -> None:
+    """Raise :class:`DatasetFileError` unless ``path`` is a whole IDX file of unsigned bytes: the
+    magic number of images (3 dimensions) or labels (1), and a size that matches its dimensions.
+    ``described_as``: the file to name in the message (the source of an unpacked copy)."""
+    shown = described_as or path
+    kind = "labels" if "labels" in path.name else "images"
+    with open(path, "rb") as f:
+        header = f.read(16)
+    size = path.stat().st_size
+    ndim = 1 if kind == "labels" else 3
+    if len(header) < 4 + 4 * ndim:
+        raise DatasetFileError(f"{shown} is not a valid IDX {kind} file: only {size} bytes (truncated or empty)")
+    magic = int.from_bytes(header[:4], "big")
+    if magic != _IDX_MAGIC[kind]:
+        raise DatasetFileError(f"{shown} is not a valid IDX {kind} file: it starts with {header[:4].hex()} "
+                               f"instead of {_IDX_MAGIC[kind]:08x} (garbage, or another format)")
+    dims = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        raise DatasetFileError(f"{shown} is not a valid IDX {kind} file: {size} bytes where its header "
+                               f"({' x '.join(map(str, dims))}) needs {expected} ({'truncated' if size < expected else 'extra bytes'})")
+
+
 def _unpack(files: dict[str, Path], home: Path, spec: IdxDataset) -> None:
+    """Copy (gunzipping) the four files into ``<home>/<Class>/raw/``: each is checked first, and
+    if one is bad none is moved in."""
     raw = spec.raw_folder(home)
-    for name, source in files.items():
-        opener = gzip.open if source.suffix == ".gz" else open
-
-        def copy(tmp: Path, source=source, opener=opener) -> None:
-            with opener(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
-
-        atomic_write(raw / name, copy)
+    raw.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, source in files.items():
+            tmp = raw / f".{name}.{os.getpid()}.unpacking"
+            staged.append((tmp, raw / name))
+            opener = gzip.open if source.suffix == ".gz" else open
+            try:
+                with opener(source, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+                what = "a gzip file" if opener is gzip.open else "an IDX file"
+                raise DatasetFileError(f"{source} cannot be read as {what}: {error or type(error).__name__} "
+                                       "(truncated or corrupt download?)") from error
+            check_idx_file(tmp, described_as=source)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     (raw.parent / _SOURCE_NOTE).write_text(f"{next(iter(files.values())).parent}\n")
 
 
@@ -224,6 +294,10 @@ def _read_source_note(home: Path, spec: IdxDataset) -> str:
 
 
 def _read(spec: IdxDataset, home: Path, split: str, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    prefix = "train" if split == "train" else "t10k"
+    for raw in spec.raw_names:
+        if raw.startswith(prefix):
+            check_idx_file(spec.raw_folder(home) / raw)
     dataset = spec.torchvision_class(root=str(home), train=(split == "train"), download=False)
     pixels, labels = dataset.data[:n], dataset.targets[:n]
     return pixels.unsqueeze(1).float().div_(255), labels.long()

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_lib.checks import as_input_dtype, check_int, check_latent
 from vae_lib.nn.blocks import ResBlock, make_activation, make_norm
 from vae_lib.utils import standard_normal
 
@@ -122,6 +123,9 @@ class CVAE(nn.Module):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"Unknown likelihood {likelihood!r}: choose one of {', '.join(LIKELIHOODS)}.")
+        for name, value in (("z_dim", z_dim), ("num_classes", num_classes), ("embed_dim", embed_dim)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                check_int(name, value, minimum=1)  # a float or a string: say which, before torch does
         if z_dim < 1 or num_classes < 1 or embed_dim < 1:
             raise ValueError(f"z_dim, num_classes and embed_dim must be positive, got {z_dim}, "
                              f"{num_classes}, {embed_dim}.")
@@ -140,8 +144,10 @@ class CVAE(nn.Module):
 
     # ---- the VAE interface -------------------------------------------------------------------
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 1, 28, 28), y (B,) -> mu, logvar, each (B, z_dim); logvar is clamped."""
-        self._check_x(x)
+        """x (B, 1, 28, 28), y (B,) -> mu, logvar, each (B, z_dim); logvar is clamped.
+
+        A float64 x is converted to the model's dtype (as in ``forward``)."""
+        x = self._check_x(x)
         return self._encode(x, self.embed(self._check_y(y, x.shape[0])))
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
@@ -156,7 +162,12 @@ class CVAE(nn.Module):
         return self.decoder(z, self.embed(self._check_y(y, z.shape[0])))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """z (B, z_dim), y (B,) -> x_hat (B, 1, 28, 28), the likelihood's mean (in the data range)."""
+        """z (B, z_dim), y (B,) -> x_hat (B, 1, 28, 28), the likelihood's mean (in the data range).
+
+        z must be finite (a NaN z would decode to NaN images without a word); float64 is converted.
+        (``decode_params``, which the training loss calls, leaves the finiteness to the Trainer's
+        NaN guard rather than pay a device sync per step.)"""
+        z = check_latent(z, self.z_dim, like=self.decoder.fc.weight)
         return self.params_to_mean(self.decode_params(z, y))
 
     def params_to_mean(self, params: torch.Tensor) -> torch.Tensor:
@@ -165,7 +176,7 @@ class CVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 1, 28, 28), y (B,) -> (x_hat (B, 1, 28, 28), mu (B, z_dim), logvar (B, z_dim))."""
-        self._check_x(x)
+        x = self._check_x(x)
         e = self.embed(self._check_y(y, x.shape[0]))
         mu, logvar = self._encode(x, e)
         z = self.reparameterize(mu, logvar)
@@ -239,7 +250,8 @@ class CVAE(nn.Module):
             logvar = logvar.clamp(*self.logvar_clamp)
         return mu, logvar
 
-    def _check_x(self, x: torch.Tensor) -> None:
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        """x checked (shape, range, NaN), float64 converted to the model's dtype."""
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, {', '.join(map(str, IMAGE_SHAPE))}), got {shape}"
@@ -249,6 +261,7 @@ class CVAE(nn.Module):
             raise ValueError("x is an empty batch.")
         if not x.is_floating_point():
             raise ValueError(f"x must be a floating-point tensor, got {x.dtype}.")
+        x = as_input_dtype(x, like=self.decoder.fc.weight)
         lo, hi = torch.aminmax(x.detach())
         lo, hi = lo.item(), hi.item()
         want_lo, want_hi = self.data_range
@@ -262,6 +275,7 @@ class CVAE(nn.Module):
                 hint = ""
             raise ValueError(f"x must lie in [{want_lo:g}, {want_hi:g}] for the {self.likelihood} likelihood, "
                              f"got values in [{lo:.4g}, {hi:.4g}]{hint}.")
+        return x
 
     def _check_y(self, y: torch.Tensor, batch_size: int) -> torch.Tensor:
         if not isinstance(y, torch.Tensor) or y.ndim != 1:
