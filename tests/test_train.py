@@ -372,3 +372,25 @@ def test_a_checkpoint_of_another_model_is_named(tmp_path):
     other = Trainer(nn.Linear(4, 3), tiny_loss, config(), run_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'checkpoint.pt'} does not fit this model"):
         other.load_checkpoint()
+
+
+def test_an_ema_of_the_weights_is_kept_checkpointed_and_returned(tmp_path):
+    from vae_lib.configs import ExperimentConfig
+    from vae_lib.ema import ema_model_state
+    from vae_lib.experiments import train_or_load
+
+    config = ExperimentConfig(
+        name="ema", model="stylegan-vae", dataset="shapes", dataset_kwargs={"size": 32},
+        model_kwargs={"z_dim": 8, "input_size": 32, "max_channels": 8, "mapping_layers": 1},
+        loss_kwargs={"perceptual_weight": 0.0, "vgg_weights": None}, n_train=32, n_test=0,
+        train=TrainConfig(epochs=1, batch_size=8, ema_half_life_images=16.0, checkpoint_every_seconds=None))
+    model, history, info = train_or_load(config, run_dir=tmp_path / "run", verbose=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    averaged, raw = ema_model_state(state["ema"]), state["model"]
+    assert int(state["ema"]["n_averaged"]) == 4
+    assert all(torch.equal(model.state_dict()[k].cpu(), v) for k, v in averaged.items())
+    moved = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], averaged[k])]
+    assert moved                                      # the average lags the last weights
+    again, _, info2 = train_or_load(config, run_dir=tmp_path / "run", verbose=False)
+    assert info2["status"] == "loaded"
+    assert all(torch.equal(again.state_dict()[k].cpu(), v) for k, v in averaged.items())

@@ -34,6 +34,7 @@ from vae_lib import distributed
 from vae_lib.checks import check_truncation_psi
 from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, get_config
 from vae_lib.data.errors import DatasetNotFoundError
+from vae_lib.ema import ema_model_state
 from vae_lib.runlock import RunLockedError, remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, runs_dir
 from vae_lib.train import CHECKPOINT_NAME, CheckpointError, HalfUpdatedError, NonFiniteLossError, read_checkpoint
@@ -136,7 +137,7 @@ def load_run(out: str | Path, device: str = "auto") -> tuple[ExperimentConfig, t
     state = read_checkpoint(checkpoint)
     model = build_model(config)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(ema_model_state(state["ema"]) if "ema" in state else state["model"])
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
         raise CheckpointError(f"{checkpoint} does not fit {out / CONFIG_NAME} ({detail}); was config.json edited "

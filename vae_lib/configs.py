@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vae_lib import runtime
+from vae_lib.models.stylegan_vae import MAPPING_GAIN_PRESERVING
 from vae_lib.checks import (check_bool, check_choice, check_device, check_float, check_int, check_str)
 
 MODELS = ("cvae", "stylegan-vae")
@@ -123,6 +124,10 @@ class TrainConfig(JsonConfig):
     decays to 0 along a half cosine over the run's planned steps, ``epochs`` x batches per epoch or
     ``max_steps``; for a fixed training budget, see ``benchmarks/time_to_quality.py``).
 
+    ``ema_half_life_images``: keep an exponential moving average of the weights (``vae_lib.ema``,
+    StyleGAN2-ADA's ramp-up), with this half-life in images; validation, ``train_or_load`` and the CLI
+    then use the averaged model. None (the default, and the CVAE card): no average.
+
     Speed options (measured side by side in ``benchmarks/speed.py``, results in
     ``benchmarks/README.md``; see ``vae_lib.fastpaths``):
 
@@ -162,6 +167,7 @@ class TrainConfig(JsonConfig):
     autocast: str | None = None
     compile: bool = False
     num_threads: int | None = None
+    ema_half_life_images: float | None = None
 
     def __post_init__(self):
         t = "train."
@@ -185,6 +191,7 @@ class TrainConfig(JsonConfig):
         check_choice(t + "autocast", self.autocast, AUTOCAST_MODES)
         check_bool(t + "compile", self.compile)
         check_int(t + "num_threads", self.num_threads, minimum=1, optional=True)
+        check_float(t + "ema_half_life_images", self.ema_half_life_images, minimum=0, exclusive=True, optional=True)
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -194,7 +201,7 @@ class TrainConfig(JsonConfig):
 
 
 # name -> default of each TrainConfig field added after the first cached runs (see hash()).
-_LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0}
+_LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0, "ema_half_life_images": None}
 # model_kwargs that are counts or sizes, for either model: checked as integers >= 1 in the config
 # (so that `--set model_kwargs.z_dim=16.5` fails with the key, not deep inside torch).
 _INT_MODEL_KWARGS = ("z_dim", "num_classes", "embed_dim", "input_size", "max_channels", "mapping_layers", "w_dim")
@@ -349,31 +356,47 @@ def _cvae_full() -> ExperimentConfig:
 
 # The StyleGAN card gives no optimiser settings ("see training_config.py", not shipped): we keep
 # AdamW with the CVAE card's weight decay and clip, and a smaller lr and batch for the larger model.
+# The CPU presets of the StyleGAN-VAE keep the card's network and add the options that made a short
+# run learn (benchmarks/stylevae_learning.py and benchmarks/README.md measure each one):
+#   encoder_pool="flatten"  the encoder keeps where things are (+2-3 dB at equal steps);
+#   mapping_gain            w keeps its scale through the mapping network, so the styles learn;
+#   mapping_layers=2        NVIDIA's short-run depth;
+#   reconstruction="calibrated"  the decoder's sigma is fitted, not guessed (the card's weight 1 is
+#                           sigma^2 = 1/2, under which a blob is the best answer);
+#   ema_half_life_images    reconstructions and samples from averaged weights (+0.8-1 dB);
+#   autocast="auto"         bf16 on CPUs and GPUs that have it natively (1.7-1.9x), else fp32.
+# The StyleGAN card gives no optimiser settings ("see training_config.py", not shipped): AdamW with
+# the CVAE card's weight decay and clip.
+_CPU_STYLE_MODEL = {"mapping_layers": 2, "encoder_pool": "flatten", "mapping_gain": MAPPING_GAIN_PRESERVING}
+_CPU_STYLE_LOSS = {"perceptual_weight": 0.0, "perceptual_from_epoch": 20, "vgg_weights": None,
+                   "reconstruction": "calibrated"}
+
+
 def _stylevae_smoke() -> ExperimentConfig:
     return ExperimentConfig(
         name="stylevae-smoke", model="stylegan-vae", dataset="shapes",
         dataset_kwargs={"size": 32},
-        model_kwargs={"z_dim": 32, "input_size": 32, "max_channels": 32, "mapping_layers": 2},
-        loss_kwargs={"mse_weight": 1.0, "perceptual_weight": 0.0, "perceptual_from_epoch": 20,
-                     "vgg_weights": None},
+        model_kwargs={"z_dim": 32, "input_size": 32, "max_channels": 16, **_CPU_STYLE_MODEL},
+        loss_kwargs=dict(_CPU_STYLE_LOSS),
         n_train=64, n_test=32,
-        train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, beta=BetaConfig("linear", 1.0, warmup_steps=2)),
+        train=TrainConfig(epochs=1, batch_size=16, lr=2e-3, ema_half_life_images=10_000.0,
+                          beta=BetaConfig("linear", 1.0, warmup_steps=2)),
     )
 
 
 def _stylevae_quick() -> ExperimentConfig:
-    # One step (forward + backward, batch 32, 64 px) costs 127 GFLOP with max_channels=64 and 491 with
-    # 128 (torch.utils.flop_counter); the CVAE card's step at batch 128 costs 38. At 64 channels the
-    # 470 steps below are 60 TFLOP, a third of cvae-quick's 4690 steps (178 TFLOP).
+    # 32 px: at 64 px a step costs 4x as much and the same minutes bought 19.7 dB at step 300 against
+    # 23.8 dB at step 500 for 32 px (benchmarks/results/stylevae_learning.json). 20,000 shapes (rendered in
+    # seconds): with 3,000 the test PSNR stalled near 20 dB. 6 epochs of 625 steps of batch 32.
     return ExperimentConfig(
         name="stylevae-quick", model="stylegan-vae", dataset="shapes",
-        dataset_kwargs={"size": 64},
-        model_kwargs={"z_dim": 128, "input_size": 64, "max_channels": 64, "mapping_layers": 4},
-        # VGG19 features would cost more than the whole model at this size on a CPU: MSE + KL only.
-        loss_kwargs={"mse_weight": 1.0, "perceptual_weight": 0.0, "perceptual_from_epoch": 20,
-                     "vgg_weights": None},
-        n_train=3_000, n_test=256,
-        train=TrainConfig(epochs=5, batch_size=32, lr=1e-3, beta=BetaConfig("linear", 1.0, warmup_steps=100)),
+        dataset_kwargs={"size": 32},
+        model_kwargs={"z_dim": 128, "input_size": 32, "max_channels": 32, **_CPU_STYLE_MODEL},
+        # VGG19 features would cost more than the whole model at this size on a CPU: no perceptual term.
+        loss_kwargs=dict(_CPU_STYLE_LOSS),
+        n_train=20_000, n_test=512,
+        train=TrainConfig(epochs=6, batch_size=32, lr=2e-3, autocast="auto", ema_half_life_images=10_000.0,
+                          beta=BetaConfig("linear", 1.0, warmup_steps=100)),
     )
 
 

@@ -81,10 +81,15 @@ class WeightEMA:
         return int(self.averaged.n_averaged)
 
 
+def ema_model_state(ema_state: dict) -> dict:
+    """The averaged model's own state dict from a :meth:`WeightEMA.state_dict` (keys without ``module.``)."""
+    return {key[len("module."):]: value for key, value in ema_state.items() if key.startswith("module.")}
+
+
 def ema_half_life_steps(ema: WeightEMA) -> float:
     """The current half-life in optimiser steps (for logs): ``log(0.5) / log(beta)``."""
     beta = ema.beta(ema.updates)
     return math.inf if beta >= 1 else math.log(0.5) / math.log(beta)
 
 
-__all__ = ["WeightEMA", "ema_half_life_steps"]
+__all__ = ["WeightEMA", "ema_half_life_steps", "ema_model_state"]

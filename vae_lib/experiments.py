@@ -175,7 +175,7 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
                 val_loader = build_data(config, "test", verbose=verbose).loader(
                     batch_size=config.train.batch_size, shuffle=False, device=trainer.device)
             trainer.fit(loader, val_loader=val_loader)
-    model.eval()
+    model = trainer.eval_model.eval()
     info = {"status": status, "run_dir": run_dir, "config": config, "device": trainer.device,
             "epoch": trainer.epoch, "step": trainer.step, "seconds": time.perf_counter() - start,
             "data": recorded}

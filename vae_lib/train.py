@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 
 from vae_lib.configs import TrainConfig
 from vae_lib.distributed import all_reduce_mean, all_reduce_sum, rank_and_world_size, shard
+from vae_lib.ema import WeightEMA
 from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_channels_last, set_num_threads,
                                to_channels_last)
 from vae_lib.runlock import remove_stale_temp_files, run_lock
@@ -260,6 +261,9 @@ class Trainer:
         self.progress = progress
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)
+        # The averaged weights that evaluation and sampling use (config.ema_half_life_images).
+        self.ema = (WeightEMA(self.model, self.config.batch_size, self.config.ema_half_life_images)
+                    if self.config.ema_half_life_images else None)
         self.step = 0
         self.epoch = 0
         self._run_steps: int | None = None
@@ -474,6 +478,8 @@ class Trainer:
                 self._scaler.update()
             else:
                 self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.history["steps"].append(record)
             self.step += 1
             self._mark_boundary()
@@ -544,14 +550,16 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, loader: Iterable, beta: float, epoch: int | None = None) -> dict[str, float]:
-        """Mean of each term of ``loss_fn`` over ``loader`` (weighted by batch size), in eval mode."""
+        """Mean of each term of ``loss_fn`` over ``loader`` (weighted by batch size), in eval mode,
+        for ``eval_model`` (the EMA weights when the config keeps them)."""
         epoch = self.epoch if epoch is None else epoch
         was_training = self.model.training
         self.model.eval()
+        model = self.eval_model
         sums, count = None, 0
         for batch in loader:
             batch = _to_device(batch, self.device)
-            terms = self.loss_fn(self.model, batch, beta=beta, epoch=epoch)
+            terms = self.loss_fn(model, batch, beta=beta, epoch=epoch)
             names = [n for n in _check_terms(terms) if n != "beta"]
             n = len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
             values = torch.stack([torch.as_tensor(terms[k]).float().reshape(()) for k in names]) * n
@@ -564,6 +572,11 @@ class Trainer:
             totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
             sums, count = totals[:-1], totals[-1]
         return dict(zip(names, (sums / count).tolist()))
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The model to evaluate and sample from: the EMA of the weights if kept, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -580,6 +593,7 @@ class Trainer:
             "loader": self._loader_state,
             "rng": _rng_state(),
             **({"scaler": self._scaler.state_dict()} if self._scaler is not None else {}),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -596,6 +610,8 @@ class Trainer:
         _set_rng_state(state["rng"])
         if self._scaler is not None and "scaler" in state:
             self._scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         self._seeded = True
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
