@@ -214,7 +214,7 @@ def test_mix_styles_is_a_crossover_on_the_layer_axis():
     mixed = mix_styles(ws1, ws2, 2)
     assert mixed[:, :2].eq(0).all() and mixed[:, 2:].eq(1).all()
     assert torch.equal(mix_styles(ws1, ws2, 0), ws2) and torch.equal(mix_styles(ws1, ws2, 5), ws1)
-    with pytest.raises(ValueError, match=r"crossover must lie in \[0, 5\]"):
+    with pytest.raises(ValueError, match=r"crossover must be an integer in \[0, 5\]"):
         mix_styles(ws1, ws2, 6)
     with pytest.raises(ValueError, match="both be"):
         mix_styles(ws1, ws2[:, :4], 2)

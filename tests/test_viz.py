@@ -627,3 +627,17 @@ def test_factor_traversals_has_one_row_per_factor():
     assert [ax.get_ylabel() for ax in figure.axes] == list(FACTOR_BINS)
     widths = [ax.images[0].get_array().shape[1] for ax in figure.axes]
     assert widths == [bins * (32 + PAD) + PAD for bins in FACTOR_BINS.values()]     # bins tiles of 32 px, padded
+
+
+def test_metric_curves_draws_one_line_per_run_and_the_references():
+    runs = {"a": [{"step": 100, "psnr_db": 18.0}, {"step": 200, "psnr_db": 20.5}],
+            "b": [{"step": 100, "psnr_db": 16.0}]}
+    fig = viz.metric_curves(runs, references={"mean image": 15.7}, ylabel="PSNR (dB)")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines[:2]] == ["a", "b"]
+    assert list(ax.lines[0].get_ydata()) == [18.0, 20.5] and ax.get_ylabel() == "PSNR (dB)"
+    assert ax.lines[2].get_ydata()[0] == 15.7                 # the reference line
+    with pytest.raises(ValueError, match="psnr_db"):
+        viz.metric_curves({"c": [{"step": 1}]})
+    with pytest.raises(ValueError, match="No runs"):
+        viz.metric_curves({})

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from vae_lib.models.cvae import RANGE_TOLERANCE
+from vae_lib.checks import as_input_dtype, check_int, check_latent
 from vae_lib.nn.blocks import make_norm
 from vae_lib.nn.style import (LRELU_SLOPE, MappingNetwork, Synthesis, check_noise_mode,
                               check_power_of_two, equalize_learning_rate, mix_styles)
@@ -194,8 +195,10 @@ class ConvolutionalVAE(nn.Module):
                  equalized_lr: bool = False, mapping_lr_mul: float = 1.0, encoder_pool: str = "average",
                  mapping_gain: float = 0.5, channel_base: int = 32768):
         super().__init__()
-        if z_dim < 1 or max_channels < 1:
-            raise ValueError(f"z_dim and max_channels must be positive, got {z_dim} and {max_channels}.")
+        for name, value in (("z_dim", z_dim), ("max_channels", max_channels), ("mapping_layers", mapping_layers),
+                            ("channel_base", channel_base)):
+            check_int(name, value, minimum=1)
+        check_int("w_dim", w_dim, minimum=1, optional=True)
         if not 0.0 <= mixing_prob <= 1.0:
             raise ValueError(f"mixing_prob must be a probability in [0, 1], got {mixing_prob}.")
         if logvar_clamp is not None and not logvar_clamp > 0:
@@ -226,7 +229,7 @@ class ConvolutionalVAE(nn.Module):
     def encode(self, x: torch.Tensor, y: None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> mu, logvar, each (B, z_dim); logvar is clamped."""
         self._check_no_labels(y)
-        self._check_x(x)
+        x = self._check_x(x)
         mu, logvar = self.encoder(x)
         if self.logvar_clamp is not None:
             logvar = logvar.clamp(-self.logvar_clamp, self.logvar_clamp)
@@ -273,8 +276,7 @@ class ConvolutionalVAE(nn.Module):
         images). No gradients.
         """
         self._check_no_labels(y)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive whole number of images, got {n!r}.")
+        n = check_int("n", n, minimum=1)
         with torch.no_grad():
             z = standard_normal((n, self.z_dim), self.mapping.w_avg, generator)
             return self.decode(z, noise_mode=noise_mode, truncation_psi=truncation_psi)
@@ -286,10 +288,9 @@ class ConvolutionalVAE(nn.Module):
         z1, z2 (B, z_dim); both codes are truncated by ``truncation_psi``. Small crossovers let z2
         set almost everything; crossover = L gives decode(z1), 0 gives decode(z2).
         """
-        if isinstance(crossover, bool) or not isinstance(crossover, int):
-            raise ValueError(f"crossover must be a whole number of style layers, got {crossover!r}.")
-        ws1 = self.synthesis.per_layer(self.mapping(self._check_z(z1), truncation_psi=truncation_psi))
-        ws2 = self.synthesis.per_layer(self.mapping(self._check_z(z2), truncation_psi=truncation_psi))
+        crossover = check_int("crossover", crossover, minimum=0, maximum=self.num_style_layers)
+        ws1 = self.synthesis.per_layer(self.mapping(self._check_z(z1, "z1"), truncation_psi=truncation_psi))
+        ws2 = self.synthesis.per_layer(self.mapping(self._check_z(z2, "z2"), truncation_psi=truncation_psi))
         return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode)
 
     # ---- internals -------------------------------------------------------------------------------
@@ -298,15 +299,11 @@ class ConvolutionalVAE(nn.Module):
         if y is not None:
             raise ValueError("This StyleGAN-VAE is unconditional (model.conditional is False): pass no labels y.")
 
-    def _check_z(self, z: torch.Tensor) -> torch.Tensor:
-        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"z must have shape (B, {self.z_dim}), got {got}.")
-        if not torch.isfinite(z).all():
-            raise ValueError("z contains NaN or inf: the decoded images would be NaN.")
-        return z
+    def _check_z(self, z: torch.Tensor, name: str = "z") -> torch.Tensor:
+        return check_latent(z, self.z_dim, like=self.mapping.w_avg, name=name)
 
-    def _check_x(self, x: torch.Tensor) -> None:
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the model takes it (float64 becomes the model's dtype), or a clear error."""
         shape = (3, self.input_size, self.input_size)
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -318,3 +315,4 @@ class ConvolutionalVAE(nn.Module):
         if not (lo >= DATA_RANGE[0] - RANGE_TOLERANCE and hi <= DATA_RANGE[1] + RANGE_TOLERANCE):
             raise ValueError(f"x must lie in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]"
                              + (" (rescale with 2 * x - 1)" if lo >= 0 else "") + ".")
+        return as_input_dtype(x, like=self.mapping.w_avg)

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_lib.checks import check_int, check_truncation_psi
+
 NOISE_MODES = ("random", "const", "none")
 LRELU_SLOPE = 0.2
 STYLE_CLAMP = 10.0
@@ -106,12 +108,10 @@ class MappingNetwork(nn.Module):
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
         """w_avg + psi (w - w_avg): psi = 1 leaves w alone, psi = 0 gives the average w.
 
-        psi is a finite real number (usually in [0, 1]; > 1 extrapolates away from the average).
+        psi is a finite number (``vae_lib.checks.check_truncation_psi``): NaN would give NaN images.
         """
-        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi):
-            raise ValueError(f"truncation_psi must be a finite number (1: no truncation, 0: the average w), "
-                             f"got {psi!r}.")
-        return w if psi == 1 else self.w_avg.to(w.dtype).lerp(w, float(psi))
+        psi = check_truncation_psi(psi)
+        return w if psi == 1 else self.w_avg.to(w.dtype).lerp(w, psi)
 
     @torch.no_grad()
     def init_w_avg(self, num_samples: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -404,9 +404,7 @@ def mix_styles(ws1: torch.Tensor, ws2: torch.Tensor, crossover: int) -> torch.Te
     if ws1.ndim != 3 or ws1.shape != ws2.shape:
         raise ValueError(f"ws1 and ws2 must both be (B, L, w_dim), got {tuple(ws1.shape)} and "
                          f"{tuple(ws2.shape)}.")
-    if not 0 <= crossover <= ws1.shape[1]:
-        raise ValueError(f"crossover must lie in [0, {ws1.shape[1]}] (the number of style layers), "
-                         f"got {crossover}.")
+    crossover = check_int("crossover", crossover, minimum=0, maximum=ws1.shape[1])
     return torch.cat([ws1[:, :crossover], ws2[:, crossover:]], dim=1)
 
 

@@ -18,7 +18,7 @@ Images are tensors (N, C, H, W) with C = 1 (grayscale) or C = 3 (RGB) whose valu
 the StyleGAN-VAE (a model's figures default to its ``data_range``). Values outside the range are
 clipped for display.
 """
-from vae_lib.viz.curves import SMOOTHING, compare_runs, training_curves
+from vae_lib.viz.curves import SMOOTHING, compare_runs, metric_curves, training_curves
 from vae_lib.viz.data import factor_histograms, factor_traversals, show_dataset
 from vae_lib.viz.features import feature_maps
 from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, PADDING, class_conditional_samples, grid_array, grid_figure,
@@ -31,7 +31,7 @@ from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_gr
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
                                truncation_grid)
 
-__all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "TRUNCATION_PSIS",
+__all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "TRUNCATION_PSIS", "metric_curves",
            "class_conditional_samples", "class_swap", "compare_runs", "conditional_accuracy_bars",
            "decode_latents", "factor_histograms", "factor_transfer_curves", "factor_traversals",
            "feature_maps", "grid_array", "grid_figure", "image_grid", "interpolate_latents",

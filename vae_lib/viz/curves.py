@@ -113,3 +113,30 @@ def compare_runs(histories: dict, term: str = "kl", *, show_beta: bool = False, 
     if twin is not None:
         twin.set_ylabel("β (dashed)")
     return fig
+
+
+def metric_curves(runs: dict, metric: str = "psnr_db", *, references: dict | None = None, ylabel: str | None = None,
+                  title: str | None = None, dpi: int = DPI) -> Figure:
+    """A measure against training steps for several runs (e.g. ``benchmarks/stylevae_learning.py``'s curves).
+
+    runs: {run name: [{"step": int, metric: float, ...}, ...]} (points in step order). references:
+    {label: value} drawn as grey dotted horizontal lines (a floor such as the mean image's PSNR).
+    """
+    if not runs:
+        raise ValueError("No runs to draw.")
+    fig = Figure(figsize=(5.5, 3.2), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    for name, points in runs.items():
+        if not points or any(metric not in p or "step" not in p for p in points):
+            raise ValueError(f"Run {name!r} needs points with 'step' and {metric!r}.")
+        ax.plot([p["step"] for p in points], [p[metric] for p in points], marker="o", ms=3, lw=1.5, label=str(name))
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="grey", ls=":", lw=1.0)
+        ax.annotate(str(label), (0.01, value), xycoords=("axes fraction", "data"), va="bottom", fontsize="x-small",
+                    color="grey")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(ylabel or metric)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="x-small")
+    return fig
