@@ -14,8 +14,17 @@ against the mean-image floor, and the wall time. Results go to
 ``benchmarks/results/stylevae_learning.json`` (merged by variant and mode, so runs can be added one
 at a time)::
 
-    python benchmarks/stylevae_learning.py --mode overfit --steps 300 --variants card recipe
-    python benchmarks/stylevae_learning.py --mode vae --steps 900 --variants card recipe
+    S="model_kwargs.max_channels=32 model_kwargs.input_size=32 dataset_kwargs.size=32 n_train=20000"
+    python benchmarks/stylevae_learning.py --threads 1 --mode overfit --steps 400 --variants card recipe-flat-gain --set $S --tag /32px-20k
+    python benchmarks/stylevae_learning.py --threads 1 --mode vae --steps 1500 --eval-every 500 --ema 10000 \
+        --variants card recipe-flat-gain --set $S --tag /32px-20k
+    python benchmarks/stylevae_learning.py --threads 1 --mode ae --steps 1500 --eval-every 500 --ema 10000 \
+        --variants recipe-flat-gain --set $S --tag /32px-20k
+
+The variants' names say what they add to ``RECIPE`` (calibrated decoder, 2 mapping layers, lr 2e-3, autocast auto):
+``skip`` skip synthesis, ``flat`` the flattening encoder, ``gain`` the preserving mapping gain, ``mapped`` the
+mapped 4x4 input, ``eqlr`` the equalized learning rate, ``wide`` channel_base 1024 with 64 channels at low
+resolutions. ``benchmarks/README.md`` has the table of what was measured.
 """
 from __future__ import annotations
 
