@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_lib.exercises import ExerciseError
-from vae_lib.exercises.resblock import (check_conv_output_size, check_resblock, solution_conv_output_size,
-                                        solution_resblock)
+from vae_lib.exercises.resblock import (SolutionResBlock, check_conv_output_size, check_resblock,
+                                        solution_conv_output_size)
 from vae_lib.nn.blocks import ResBlock
 
 
@@ -47,7 +47,7 @@ class StudentBlock(nn.Module):
 
 def test_reference_and_solution_pass(capsys):
     assert check_resblock(ResBlock) is True
-    assert check_resblock(solution_resblock) is True
+    assert check_resblock(SolutionResBlock) is True
     assert "✔ ResBlock" in capsys.readouterr().out
 
 
