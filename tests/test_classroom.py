@@ -195,3 +195,17 @@ def test_the_not_done_line_names_another_unfinished_exercise(capsys):
     finally:
         from vae_lib.exercises import EXERCISES as registry
         registry.pop("_demo", None)
+
+
+# ----------------------------------------------------------------------------------------- the answer key
+ANSWERED = ("00_setup_and_data", "01_resblocks", "02_cvae", "03_kl_warmup", "07_perceptual_loss")
+
+
+@pytest.mark.parametrize("stem", ANSWERED)
+def test_the_answer_key_answers_every_question(stem):
+    questions = next(classroom.source_text(c) for c in TEACHER[stem]["cells"]
+                     if c["cell_type"] == "markdown" and "Questions" in classroom.source_text(c))
+    numbers = re.findall(r"^(\d+)\. ", questions, re.M) or re.findall(r"\((\d)\) ", questions)
+    key = (classroom.NOTEBOOKS / "answers" / f"{stem}.md").read_text(encoding="utf-8")
+    answered = re.findall(r"^### Question (\d+)", key, re.M)
+    assert numbers and answered == numbers, (numbers, answered)

@@ -29,10 +29,11 @@ def _changed(key, shape=None, delta=0):
 
 @pytest.mark.parametrize("key, shape, delta, hint", [
     ("same 64->128", None, -(64 * 128 + 128), "even a 'same' block needs a 1x1 conv skip"),
-    ("down 32->64", None, -(64 + 64 + 64), "biases are missing"),
-    ("up 64->32", None, -2 * 32, "GroupNorm's weight and bias"),
-    ("down 32->64", (64, 3, 3), 0, "(h + 2p - k) // s + 1"),
-    ("up 64->32", (32, 7, 7), 0, "Up x2 doubles"),
+    ("down 16->32", None, -(32 + 32 + 32), "biases are missing"),
+    ("up 32->16", None, -2 * 16, "GroupNorm's weight and bias"),
+    ("down 16->32", None, -(16 * 32 + 32), "the 1x1 skip conv is missing"),
+    ("down 16->32", (32, 3, 3), 0, "(h + 2p - k) // s + 1"),
+    ("up 32->16", (16, 7, 7), 0, "Up x2 doubles"),
 ])
 def test_predicted_blocks_names_the_slip(key, shape, delta, hint):
     with pytest.raises(ExerciseError) as error:
@@ -41,7 +42,7 @@ def test_predicted_blocks_names_the_slip(key, shape, delta, hint):
 
 
 def test_predicted_blocks_accepts_a_batch_axis_and_refuses_other_keys():
-    assert resblock.check_predicted_blocks(_changed("up 64->32", (1, 32, 14, 14)))
+    assert resblock.check_predicted_blocks(_changed("up 32->16", (1, 16, 14, 14)))
     with pytest.raises(ExerciseError, match="keys"):
         resblock.check_predicted_blocks(lambda: {"same": ((128, 7, 7), 1)})
 

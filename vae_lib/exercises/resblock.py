@@ -239,7 +239,7 @@ _SIZE_SLIPS = (
 
 
 # (mode, in_ch, out_ch) of the blocks whose shapes and sizes exercise 3 predicts, each on a (1, in_ch, 7, 7) input.
-PREDICTED_BLOCKS = {"same 64->128": ("same", 64, 128), "down 32->64": ("down", 32, 64), "up 64->32": ("up", 64, 32)}
+PREDICTED_BLOCKS = {"same 64->128": ("same", 64, 128), "down 16->32": ("down", 16, 32), "up 32->16": ("up", 32, 16)}
 _PREDICTION_SIDE = 7
 
 
@@ -336,8 +336,8 @@ def solution_predicted_blocks():
     # Parameters: conv1 (9 in out + out) + GroupNorm (2 out) + conv2 (9 out out + out) + skip (in out + out, when
     # the shape changes). Sides: (h + 2p - k) // s + 1, after the Up x2 in an up block.
     same = (9 * 64 * 128 + 128) + 2 * 128 + (9 * 128 * 128 + 128) + (64 * 128 + 128)  # 64 -> 128: a 1x1 skip
-    down = (9 * 32 * 64 + 64) + 2 * 64 + (9 * 64 * 64 + 64) + (32 * 64 + 64)
-    up = (9 * 64 * 32 + 32) + 2 * 32 + (9 * 32 * 32 + 32) + (64 * 32 + 32)
+    down = (9 * 16 * 32 + 32) + 2 * 32 + (9 * 32 * 32 + 32) + (16 * 32 + 32)
+    up = (9 * 32 * 16 + 16) + 2 * 16 + (9 * 16 * 16 + 16) + (32 * 16 + 16)
     return {"same 64->128": ((128, 7, 7), same),
-            "down 32->64": ((64, 4, 4), down),     # (7 + 2 - 3) // 2 + 1 = 4
-            "up 64->32": ((32, 14, 14), up)}
+            "down 16->32": ((32, 4, 4), down),     # (7 + 2 - 3) // 2 + 1 = 4
+            "up 32->16": ((16, 14, 14), up)}
