@@ -104,12 +104,21 @@ def test_wrong_output_shape_and_crashes():
         check_resblock(NoUpsampling)
 
     def broken(in_ch, out_ch, mode="same"):
-        raise NotImplementedError("todo")
+        raise RuntimeError("todo")
 
-    with pytest.raises(ExerciseError, match="building your block raised NotImplementedError: todo"):
+    with pytest.raises(ExerciseError, match="building your block raised RuntimeError: todo"):
         check_resblock(broken)
     with pytest.raises(ExerciseError, match="expected an nn.Module"):
         check_resblock(lambda in_ch, out_ch, mode: "a block")
+
+
+def test_a_block_that_is_still_a_stub_is_not_done_yet(capsys):
+    def stub(in_ch, out_ch, mode="same"):
+        raise NotImplementedError("MyResBlock: your code here")
+
+    assert check_resblock(stub) is False
+    out = capsys.readouterr().out
+    assert "not done yet: MyResBlock" in out and "\u2714" not in out
 
 
 def test_parameters_outside_layers_are_explained():
