@@ -19,10 +19,12 @@ export MPLCONFIGDIR        := $(STATE)/matplotlib
 export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup course test test-lib test-notebooks lab refresh-notebooks clean
+.PHONY: help setup course site student test test-lib test-notebooks lab refresh-notebooks sync-solutions clean
 
 help:
-	@echo "make course   run every notebook (PRESET=$(PRESET)) into $(BUILD)/notebooks and $(BUILD)/html"
+	@echo "make course   run every notebook (PRESET=$(PRESET)) into $(BUILD)/notebooks, and the course site of them into $(BUILD)/html"
+	@echo "make site     the course site of the committed notebooks (not run) in $(BUILD)/html: open $(BUILD)/html/index.html"
+	@echo "make student  the student notebooks in $(BUILD)/student: every solution a stub, no outputs"
 	@echo "make test     pytest on tests/ and nbval on notebooks/ (smoke preset)"
 	@echo "make lab      open JupyterLab on notebooks/"
 	@echo "make refresh-notebooks   re-run the notebooks with PRESET and store their outputs in notebooks/"
@@ -42,11 +44,24 @@ course: $(STAMP)
 	  echo "== $$nb (preset $(PRESET))"; \
 	  VAE_COURSE_PRESET=$(PRESET) $(BIN)/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=-1 --output-dir $(BUILD)/notebooks "$$nb"; \
-	  $(BIN)/jupyter nbconvert --to html --output-dir $(BUILD)/html "$(BUILD)/notebooks/$$(basename $$nb)" >/dev/null 2>&1; \
 	done; \
+	$(BIN)/python -m vae_lib.coursesite --out $(BUILD)/html $(addprefix $(BUILD)/notebooks/,$(notdir $(NOTEBOOKS))); \
 	echo; echo "Executed notebooks: $(abspath $(BUILD))/notebooks"; \
-	echo "HTML:               $(abspath $(BUILD))/html"; \
+	echo "Course site:        $(abspath $(BUILD))/html/index.html (offline: MathJax is served from the build)"; \
 	echo "Wall time:          $$(( $$(date +%s) - start )) s (preset $(PRESET))"
+
+# The course site of the committed notebooks, as they are (nothing is run): seconds.
+site: $(STAMP)
+	$(BIN)/python -m vae_lib.coursesite --out $(BUILD)/html $(NOTEBOOKS)
+
+# The student's notebooks: each solution region (### BEGIN/END SOLUTION) becomes
+# raise NotImplementedError("<exercise>: your code here"); outputs cleared. The notebooks/ are the teacher's.
+student: $(STAMP)
+	$(BIN)/python -m vae_lib.classroom student --out $(BUILD)/student $(NOTEBOOKS)
+
+# For maintainers: the solution cells are written from the references in vae_lib/exercises (edit those).
+sync-solutions: $(STAMP)
+	$(BIN)/python -m vae_lib.classroom sync $(NOTEBOOKS)
 
 # nbval re-runs every notebook with the smoke preset; --nbval-lax compares only cells marked
 # NBVAL_CHECK_OUTPUT (shapes, parameter counts), after masking what varies (nbval_sanitize.cfg).

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_lib.exercises import ExerciseError
-from vae_lib.exercises.resblock import (check_conv_output_size, check_resblock, solution_conv_output_size,
-                                        solution_resblock)
+from vae_lib.exercises.resblock import (SolutionResBlock, check_conv_output_size, check_resblock,
+                                        solution_conv_output_size)
 from vae_lib.nn.blocks import ResBlock
 
 
@@ -47,7 +47,7 @@ class StudentBlock(nn.Module):
 
 def test_reference_and_solution_pass(capsys):
     assert check_resblock(ResBlock) is True
-    assert check_resblock(solution_resblock) is True
+    assert check_resblock(SolutionResBlock) is True
     assert "✔ ResBlock" in capsys.readouterr().out
 
 
@@ -104,12 +104,21 @@ def test_wrong_output_shape_and_crashes():
         check_resblock(NoUpsampling)
 
     def broken(in_ch, out_ch, mode="same"):
-        raise NotImplementedError("todo")
+        raise RuntimeError("todo")
 
-    with pytest.raises(ExerciseError, match="building your block raised NotImplementedError: todo"):
+    with pytest.raises(ExerciseError, match="building your block raised RuntimeError: todo"):
         check_resblock(broken)
     with pytest.raises(ExerciseError, match="expected an nn.Module"):
         check_resblock(lambda in_ch, out_ch, mode: "a block")
+
+
+def test_a_block_that_is_still_a_stub_is_not_done_yet(capsys):
+    def stub(in_ch, out_ch, mode="same"):
+        raise NotImplementedError("MyResBlock: your code here")
+
+    assert check_resblock(stub) is False
+    out = capsys.readouterr().out
+    assert "not done yet: MyResBlock" in out and "\u2714" not in out
 
 
 def test_parameters_outside_layers_are_explained():

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("vae_lib.experiments", "vae_lib.evaluate", "vae_lib.judges", "vae_lib.metrics"),
     ("vae_lib.viz",),
     ("vae_lib.widgets", "vae_lib.exercises"),
-    ("vae_lib.cli", "vae_lib.__main__", "vae_lib"),
+    ("vae_lib.cli", "vae_lib.__main__", "vae_lib.classroom", "vae_lib.coursesite", "vae_lib"),
 ]
 GROUND = 0
 

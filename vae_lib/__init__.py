@@ -3,7 +3,8 @@
 Layers, top to bottom; a module imports only its own layer and those below it (``tests/test_layering.py``
 reads every import and fails on one that points up)::
 
-    cli, __main__                        the command line
+    cli, __main__, classroom,            the command line; teacher's and student's notebooks (nbgrader
+      coursesite                         markup); the offline course site
     widgets, exercises                   ipywidgets explorers; checks of the notebooks' exercises
     viz/                                 every figure (grids, curves, latents, style, features, scores, data)
     experiments, evaluate, judges,       train_or_load; ELBO, IWAE, bits/dim, active units; judge classifiers;

@@ -1,12 +1,24 @@
 """Checks for the notebooks' exercises: a student's function or module against the reference.
 
 One module per topic (``resblock``, ``style``, ...). Each check runs both on fixed inputs and
-raises ``ExerciseError`` with a message that says what differs; on success it prints a short line.
-Each topic module also holds the reference answers as ``solution_*`` functions; notebooks load them
-in a collapsed cell tagged ``solution``, so nbval runs every exercise with the reference plugged in
-while a student sees only the empty skeleton.
+raises ``ExerciseError`` with a message that says what differs; on success it prints a short ✔ line.
+A student's answer that still raises ``NotImplementedError`` (the stub of the student notebooks)
+gets a "not done yet" line instead, and the check returns False.
+
+Each topic module also holds the reference answers as ``solution_*`` functions, the single source of
+the solutions: ``python -m vae_lib.classroom sync`` writes each one, renamed to what the student
+writes, into its notebook's solution cell between nbgrader's ``### BEGIN SOLUTION`` /
+``### END SOLUTION`` markers, and ``python -m vae_lib.classroom student`` replaces those regions by
+stubs. ``@exercise(name, reference)`` on a check registers the pair in ``EXERCISES``.
 """
 from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+
+# The topic modules whose checks register themselves in EXERCISES when imported.
+TOPICS = ("data", "resblock", "elbo", "style", "stylevae", "explore")
 
 
 class ExerciseError(AssertionError):
@@ -16,6 +28,64 @@ class ExerciseError(AssertionError):
 def passed(name: str, detail: str = "") -> bool:
     print(f"\u2714 {name}: correct{(' - ' + detail) if detail else ''}")
     return True
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: ``name`` is what the student writes (a function or class name), also the nbgrader
+    ``grade_id`` of its solution cell; ``check`` and ``reference`` are names in ``module``."""
+    name: str
+    module: str
+    check: str
+    reference: str
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def all_exercises() -> dict[str, Exercise]:
+    """Every registered exercise, by name (imports the topic modules)."""
+    for topic in TOPICS:
+        importlib.import_module(f"{__name__}.{topic}")
+    return dict(EXERCISES)
+
+
+def not_done(name: str, reason: str = "") -> bool:
+    """The line a check prints for an answer that is still the stub; returns False."""
+    print(f"\u2718 not done yet: {name}{f' ({reason})' if reason else ''} - replace the line "
+          "`raise NotImplementedError(...)` in its cell with your code, run that cell, then this check again")
+    return False
+
+
+def _not_implemented(error: BaseException | None) -> NotImplementedError | None:
+    """``error`` itself, or the error it was raised from, when that is a NotImplementedError."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, NotImplementedError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def exercise(name: str, reference: str):
+    """Decorate the check of exercise ``name`` (whose reference answer is ``reference`` in the same module):
+    registers it, and turns a NotImplementedError of the student's code into the "not done yet" line."""
+    def register(check):
+        @functools.wraps(check)
+        def run(student, *args, **kwargs):
+            try:
+                return check(student, *args, **kwargs)
+            except (ExerciseError, NotImplementedError) as error:
+                stub = _not_implemented(error)
+                if stub is None:
+                    raise
+                message = str(stub)     # another stub's message: the answer calls an unfinished exercise
+                return not_done(name, "" if message in ("", f"{name}: your code here") else f"it raised {message!r}")
+        run.exercise = name
+        EXERCISES[name] = Exercise(name, check.__module__, check.__name__, reference)
+        return run
+    return register
 
 
 def call_student(name: str, student_fn, *args, detach: bool = True, tensor: bool = True):

@@ -14,7 +14,7 @@ import torch
 
 from vae_lib.data.shapes import FACTOR_BINS, sample_factors
 from vae_lib.data.synthetic_digits import render_digits
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, exercise, passed
 
 _ATOL = 1e-5
 
@@ -41,6 +41,7 @@ def _class_mean_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
             ("12 RGB images (3, 4, 5) in [-1, 1], 3 classes, labels in no particular order", rgb, rgb_labels, 3)]
 
 
+@exercise("class_means", reference="solution_class_means")
 def check_class_means(fn) -> bool:
     """Compare ``fn(images, labels, num_classes)`` with the reference; raise ExerciseError on a difference."""
     for label, images, labels, num_classes in _class_mean_cases():
@@ -73,6 +74,7 @@ def _frequency_cases() -> list[tuple[str, dict[str, torch.Tensor], dict[str, int
             ("a factor whose last bins are empty", {"light": torch.tensor([0, 0, 1])}, {"light": 4})]
 
 
+@exercise("factor_frequencies", reference="solution_factor_frequencies")
 def check_factor_frequencies(fn) -> bool:
     """Compare ``fn(factors, bins)`` with the reference; raise ExerciseError on a difference."""
     for label, factors, bins in _frequency_cases():

@@ -13,7 +13,14 @@ check_negative_elbo       negative_elbo(logits, x, mu, logvar) -> (B,)      ``lo
 check_cyclical_beta       cyclical_beta(step, total_steps, n_cycles,        ``schedules.CyclicalBeta``
                           ratio, beta_max) -> float
 check_active_units        count_active_units(means, threshold) -> int       ``evaluate.active_units``
+check_predicted_nats      predicted_nats() -> dict of three numbers        -log p(x|z) measured on three
+                          (predict, then run)                               decoders and images
+check_fixed_loss          fixed_loss(logits, x, mu, logvar) -> ()           the batch mean of the -ELBO
+                          (debug this: ``buggy_loss`` collapses every unit)
 ========================  ================================================  ===============================
+
+``collapse_experiment(loss_fn, images)`` trains a small MLP VAE for a few hundred steps with a loss
+and reports its active units (seconds on a CPU): the experiment of notebook 03's exercise 3.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lib.evaluate import active_units
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal, log_likelihood
 from vae_lib.schedules import CyclicalBeta
@@ -63,6 +70,23 @@ def solution_active_units(posterior_means: torch.Tensor, threshold: float = 0.01
     return int((posterior_means.var(dim=0) > threshold).sum())
 
 
+def solution_predicted_nats():
+    # A decoder's -log p(x|z) = sum over the 784 pixels of -[x log p + (1 - x) log(1 - p)], in nats.
+    return {
+        "logits 0": 784 * math.log(2),             # p = 1/2 everywhere: log 2 per pixel, whatever x is
+        "best, grey 0.5": 784 * math.log(2),       # the best p is x = 1/2: the entropy of a fair coin per pixel
+        "best, black and white": 0.0,              # p = x in {0, 1}: the model is sure, and right
+    }
+
+
+def solution_fixed_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    # The bug: binary_cross_entropy_with_logits averages over the pixels by default (reduction="mean"), so the
+    # reconstruction weighs 1/784 of what it should against the KL (a beta of 784). Sum over the pixels.
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(dim=1)
+    return (reconstruction + kl).mean()
+
+
 # ---- notebook 02 ---------------------------------------------------------------------------------
 def _posterior_batch():
     gen = torch.Generator().manual_seed(0)
@@ -71,6 +95,7 @@ def _posterior_batch():
     return mu, logvar
 
 
+@exercise("gaussian_kl", reference="solution_gaussian_kl")
 def check_gaussian_kl(student_fn) -> bool:
     """``student_fn(mu, logvar)`` for (B, z) inputs must return the (B,) KL to N(0, I) in nats."""
     mu, logvar = _posterior_batch()
@@ -108,6 +133,7 @@ def check_gaussian_kl(student_fn) -> bool:
                         f"{_max_diff(got, want):.3g} nats): {hint}.")
 
 
+@exercise("reparameterize", reference="solution_reparameterize")
 def check_reparameterize(student_fn) -> bool:
     """``student_fn(mu, logvar)`` must return z ~ N(mu, exp(logvar)) (B, z) that is differentiable in both.
 
@@ -161,6 +187,7 @@ def check_reparameterize(student_fn) -> bool:
     return passed("reparameterize", f"mean and spread of {n} draws match, gradients reach mu and logvar")
 
 
+@exercise("negative_elbo", reference="solution_negative_elbo")
 def check_negative_elbo(student_fn) -> bool:
     """``student_fn(logits, x, mu, logvar)`` must return -ELBO per image, (B,) nats (Bernoulli decoder)."""
     gen = torch.Generator().manual_seed(1)
@@ -205,6 +232,7 @@ def check_negative_elbo(student_fn) -> bool:
 _CYCLICAL_CASES = ((100, 4, 0.5, 1.0), (90, 3, 0.25, 1.0), (10, 3, 0.5, 2.0), (50, 1, 1.0, 1.0), (37, 5, 0.8, 0.5))
 
 
+@exercise("cyclical_beta", reference="solution_cyclical_beta")
 def check_cyclical_beta(student_fn) -> bool:
     """``student_fn(step, total_steps, n_cycles, ratio, beta_max)`` must equal ``CyclicalBeta`` at every step."""
     for total, cycles, ratio, beta_max in _CYCLICAL_CASES:
@@ -241,6 +269,7 @@ def _cyclical_hint(step, total, cycles, ratio, beta_max, got) -> str:
     return "tau = (step mod ceil(T / M)) / (T / M); beta = beta_max * min(1, tau / ratio)"
 
 
+@exercise("count_active_units", reference="solution_active_units")
 def check_active_units(student_fn) -> bool:
     """``student_fn(posterior_means, threshold)`` must count the active units as ``evaluate.active_units``."""
     gen = torch.Generator().manual_seed(2)
@@ -270,6 +299,162 @@ def check_active_units(student_fn) -> bool:
                         "Var_n(means[n, u]) > threshold; its average value does not matter")
                 raise ExerciseError(f"{call} returned {got}, expected {want}: {hint}.")
     return passed("count_active_units", "agrees with evaluate.active_units")
+
+
+# ---- notebook 02, exercise 4: predict, then run -------------------------------------------------
+PREDICTED_NATS = {
+    "logits 0": "an untrained decoder whose logits are 0 for every pixel, on any 28x28 image",
+    "best, grey 0.5": "the best possible decoder for a 28x28 image whose pixels are all 0.5",
+    "best, black and white": "the best possible decoder for a 28x28 image of 0s and 1s only",
+}
+
+
+def bernoulli_floor(images: torch.Tensor) -> torch.Tensor:
+    """The lowest -log p(x|z) a Bernoulli decoder can reach on each image, (N,) nats: at p = x it is the
+    entropy of each pixel, -x log x - (1 - x) log(1 - x), summed (0 for pixels that are exactly 0 or 1)."""
+    x = images.double().flatten(1)
+    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(dim=1)
+
+
+def _measured_nats() -> dict[str, float]:
+    """The three numbers of ``PREDICTED_NATS``, measured with the Bernoulli likelihood of ``vae_lib.losses``."""
+    gen = torch.Generator().manual_seed(3)
+    any_image = torch.rand(1, 1, 28, 28, generator=gen)
+    grey = torch.full((1, 1, 28, 28), 0.5)
+    black_and_white = (torch.rand(1, 1, 28, 28, generator=gen) > 0.7).float()
+    nll = lambda logits, x: -log_likelihood(logits, x, "bernoulli").item()  # noqa: E731
+    return {"logits 0": nll(torch.zeros_like(any_image), any_image),
+            "best, grey 0.5": nll(torch.logit(grey), grey),
+            "best, black and white": nll(torch.where(black_and_white > 0, 30.0, -30.0), black_and_white)}
+
+
+@exercise("predicted_nats", reference="solution_predicted_nats")
+def check_predicted_nats(student_fn) -> bool:
+    """Compare ``student_fn()`` (name -> nats per image, the keys of ``PREDICTED_NATS``) with the measured
+    -log p(x|z); prints both side by side. A prediction passes within 1 % (or 0.5 nats)."""
+    predictions = _call("predicted_nats", student_fn, tensor=False)
+    if not isinstance(predictions, dict) or set(predictions) != set(PREDICTED_NATS):
+        keys = sorted(predictions) if isinstance(predictions, dict) else type(predictions).__name__
+        raise ExerciseError(f"predicted_nats() must return a dict with the keys {sorted(PREDICTED_NATS)}, got {keys}.")
+    measured = _measured_nats()
+    problems = []
+    print(f"{'nats per image':<24}{'predicted':>11}{'measured':>11}")
+    for name, want in measured.items():
+        try:
+            got = float(predictions[name])
+        except (TypeError, ValueError):
+            raise ExerciseError(f"predicted_nats()[{name!r}] must be a number of nats, got {predictions[name]!r}.") \
+                from None
+        print(f"{name:<24}{got:>11.1f}{want:>11.1f}")
+        if abs(got - want) <= max(0.5, 0.01 * abs(want)):
+            continue
+        if want > 1 and abs(got - want / math.log(2)) < 0.01 * want / math.log(2):
+            hint = "that is in bits (log base 2); the course counts nats (natural log): 1 bit = ln 2 = 0.693 nats"
+        elif want > 1 and abs(got - want / 784) < 0.01:
+            hint = "that is one pixel: -log p(x|z) of an image sums its 784 pixels"
+        elif name == "logits 0":
+            hint = ("logit 0 means p = sigmoid(0) = 1/2 for every pixel, and -[x log 1/2 + (1 - x) log 1/2] = log 2 "
+                    "whatever x is")
+        elif name == "best, grey 0.5":
+            hint = ("no decoder can be sure of a grey pixel: the best p is 0.5 itself, which still costs "
+                    "-[0.5 log 0.5 + 0.5 log 0.5] = log 2 per pixel (the entropy of a fair coin)")
+        else:
+            hint = "with p = x in {0, 1} every pixel is predicted with certainty: -log 1 = 0"
+        problems.append(f"{name} ({PREDICTED_NATS[name]}): measured {want:.1f} nats, you predicted {got:.4g}: {hint}")
+    if problems:
+        raise ExerciseError("; ".join(problems) + ".")
+    return passed("predicted_nats", "an untrained decoder, and the floors of a grey and of a black-and-white image")
+
+
+# ---- notebook 03, exercise 3: debug this ---------------------------------------------------------
+def buggy_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """A colleague's loss for a batch: the mean -ELBO, Bernoulli decoder. It runs, it goes down, and every
+    latent unit collapses. There is one bug."""
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x)
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(dim=1)
+    return reconstruction + kl.mean()
+
+
+@exercise("fixed_loss", reference="solution_fixed_loss")
+def check_fixed_loss(student_fn) -> bool:
+    """``student_fn(logits, x, mu, logvar)`` must return one number, the batch mean of the per-image -ELBO."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 1, 28, 28, generator=gen)
+    logits = 2.0 * torch.randn(4, 1, 28, 28, generator=gen)
+    mu, logvar = _posterior_batch()
+    mu, logvar = mu[:4], logvar[:4]
+    nll = -log_likelihood(logits, x, "bernoulli")
+    kl = kl_standard_normal(mu, logvar).sum(dim=1)
+    want = (nll + kl).mean()
+    got = _call("fixed_loss", student_fn, logits, x, mu, logvar)
+    if got.numel() != 1:
+        raise ExerciseError(f"fixed_loss returned shape {tuple(got.shape)}: the Trainer needs one number, the mean "
+                            "over the batch of each image's -ELBO.")
+    got = got.reshape(())
+    if _close(got, want, atol=1e-3):
+        return passed("fixed_loss", "the batch mean of (reconstruction summed over the pixels + KL), in nats")
+    pixels = x[0].numel()
+    slips = [
+        (buggy_loss(logits, x, mu, logvar), "it still gives what buggy_loss gives. Compare its two terms for one "
+                                            "image: over how many pixels is the reconstruction spread, and how "
+                                            "is it combined over them? (Read the default arguments of "
+                                            "F.binary_cross_entropy_with_logits.)"),
+        ((nll + kl).sum(), "that is the sum over the batch: take the mean, so the loss does not grow with the batch"),
+        ((nll / pixels + kl).mean(), "the reconstruction is still a mean over the pixels: sum them"),
+        ((nll + kl / mu.shape[1]).mean(), "the KL is averaged over the latent dimensions: sum it"),
+        (nll.mean(), "the KL term is missing"),
+    ]
+    hint = next((h for wrong, h in slips if _close(got, wrong, atol=1e-3)),
+                "per image: the BCE summed over the 784 pixels plus the KL summed over z; then the batch mean")
+    raise ExerciseError(f"fixed_loss = {got.item():.2f} nats, the -ELBO is {want.item():.2f}: {hint}")
+
+
+class _SmallVAE(torch.nn.Module):
+    """A one-hidden-layer MLP VAE for 28x28 images: small enough to train in seconds."""
+
+    def __init__(self, z_dim: int = 8, hidden: int = 128):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, hidden), torch.nn.SiLU(),
+                                           torch.nn.Linear(hidden, 2 * z_dim))
+        self.decoder = torch.nn.Sequential(torch.nn.Linear(z_dim, hidden), torch.nn.SiLU(),
+                                           torch.nn.Linear(hidden, 784))
+
+    def forward(self, x):
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.decoder(z).view_as(x), mu, logvar
+
+
+def collapse_experiment(loss_fn, images: torch.Tensor, steps: int = 200, batch_size: int = 64, z_dim: int = 8,
+                        seed: int = 0, label: str | None = None) -> dict:
+    """Train a small MLP VAE (z_dim 8) on ``images`` (N, 1, 28, 28) in [0, 1] with ``loss_fn(logits, x, mu,
+    logvar)`` -> one number, Adam lr 1e-3; then score the first 1000 images. Returns and prints the active
+    units (Var of the encoder means > 0.01), the KL and the reconstruction term (nats per image).
+    Seconds on a CPU; the global random stream is left as it was."""
+    images = images[:, :1].float()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _SmallVAE(z_dim)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        order = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            x = images[torch.randint(0, len(images), (batch_size,), generator=order)]
+            logits, mu, logvar = model(x)
+            loss = loss_fn(logits, x, mu, logvar)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            x = images[:1000]
+            mu, logvar = model.encoder(x).chunk(2, dim=1)
+            result = {"active_units": active_units(mu, 0.01)[0], "z_dim": z_dim,
+                      "kl": kl_standard_normal(mu, logvar).sum(dim=1).mean().item(),
+                      "reconstruction": -log_likelihood(model.decoder(mu).view_as(x), x, "bernoulli").mean().item()}
+    name = label or getattr(loss_fn, "__name__", "loss")
+    print(f"{name:<12} {steps} steps: {result['active_units']} of {z_dim} units active, KL {result['kl']:.2f} nats, "
+          f"reconstruction {result['reconstruction']:.1f} nats per image")
+    return result
 
 
 # ---- helpers -------------------------------------------------------------------------------------

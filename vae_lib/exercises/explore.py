@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student
 from vae_lib.metrics import frechet_distance
 from vae_lib.models.cvae import CVAE
@@ -51,6 +51,7 @@ def solution_frechet_1d(mu1: float, sigma1: float, mu2: float, sigma2: float) ->
 
 
 # ---- checks --------------------------------------------------------------------------------------
+@exercise("slerp", reference="solution_slerp")
 def check_slerp(student_fn) -> bool:
     """``student_fn(z_a, z_b, t)`` must equal the spherical path of ``viz.interpolate_latents`` at t."""
     gen = torch.Generator().manual_seed(0)
@@ -81,6 +82,7 @@ def check_slerp(student_fn) -> bool:
     return passed("slerp", "matches vae_lib.viz.interpolate_latents(spherical=True)")
 
 
+@exercise("decode_every_class", reference="solution_class_swap")
 def check_class_swap(student_fn) -> bool:
     """``student_fn(model, z)`` must return every z_i decoded with every class: (N, num_classes, 1, 28, 28)."""
     torch.manual_seed(0)
@@ -114,6 +116,7 @@ def check_class_swap(student_fn) -> bool:
     return passed("decode_every_class", "same z, every class")
 
 
+@exercise("frechet_1d", reference="solution_frechet_1d")
 def check_frechet_1d(student_fn) -> bool:
     """``student_fn(mu1, sigma1, mu2, sigma2)`` must equal the Fréchet distance of two 1-D Gaussians."""
     cases = [(0.0, 1.0, 0.0, 1.0), (1.0, 1.0, -2.0, 1.0), (0.5, 2.0, 0.0, 0.5), (3.0, 0.1, 1.0, 3.0)]

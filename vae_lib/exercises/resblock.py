@@ -5,7 +5,11 @@
 * ``check_conv_output_size(output_size)``: your ``output_size(h, k, s, p)`` against the sizes
   PyTorch's own ``conv2d`` produces, on a grid of cases.
 
-Reference answers: ``solution_resblock`` and ``solution_conv_output_size``.
+* ``check_predicted_blocks(predicted_blocks)``: predict, then run. Your ``predicted_blocks()`` returns, for
+  three blocks on a (1, C, 7, 7) input, the output shape and the number of parameters you worked out by
+  hand; the check builds the blocks, runs them, prints both side by side and names the usual slips.
+
+Reference answers: ``SolutionResBlock``, ``solution_conv_output_size`` and ``solution_predicted_blocks``.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, call_student, exercise, passed
 from vae_lib.nn.blocks import ResBlock
 
 # (mode, in_ch, out_ch): the five blocks of the card.
@@ -137,6 +141,7 @@ def _reference_block(mode: str, in_ch: int, out_ch: int) -> ResBlock:
     return ref.eval()
 
 
+@exercise("MyResBlock", reference="SolutionResBlock")
 def check_resblock(student_cls_or_factory) -> bool:
     """Check a residual block class (or factory) ``f(in_ch, out_ch, mode=...)`` against the reference.
 
@@ -186,6 +191,7 @@ def _check_one(factory, mode: str, in_ch: int, out_ch: int) -> None:
                         f"Check the order of the layers: {_recipe(mode)}.")
 
 
+@exercise("output_size", reference="solution_conv_output_size")
 def check_conv_output_size(fn) -> bool:
     """Check ``fn(h, k, s, p)`` -> output size of a conv (input size h, kernel k, stride s, padding p).
 
@@ -232,6 +238,70 @@ _SIZE_SLIPS = (
 )
 
 
+# (mode, in_ch, out_ch) of the blocks whose shapes and sizes exercise 3 predicts, each on a (1, in_ch, 7, 7) input.
+PREDICTED_BLOCKS = {"same 64->128": ("same", 64, 128), "down 16->32": ("down", 16, 32), "up 32->16": ("up", 32, 16)}
+_PREDICTION_SIDE = 7
+
+
+def _parts(block: ResBlock) -> dict[str, int]:
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"conv1": count(block.main.conv1), "norm": count(block.main.norm), "conv2": count(block.main.conv2),
+            "skip": count(block.skip),
+            "biases": sum(m.bias.numel() for m in block.modules() if isinstance(m, nn.Conv2d))}
+
+
+def _count_hint(parts: dict[str, int], got: int, mode: str) -> str:
+    total = parts["conv1"] + parts["norm"] + parts["conv2"] + parts["skip"]
+    slips = [(total - parts["biases"], "the convolutions' biases are missing (one per output channel)"),
+             (total - parts["norm"], "GroupNorm's weight and bias are missing (2 per channel)"),
+             (total - parts["biases"] - parts["norm"], "the biases and GroupNorm's 2 per channel are missing")]
+    if parts["skip"]:
+        slips.append((total - parts["skip"], "in_ch != out_ch, so even a 'same' block needs a 1x1 conv skip"
+                      if mode == "same" else "the 1x1 skip conv is missing: the shape changes here, so the skip "
+                                             "is a conv, not the identity"))
+    hint = next((h for wrong, h in slips if got == wrong), None)
+    return hint or ("conv k x k from C_in to C_out: k k C_in C_out + C_out; GroupNorm: 2 C_out; and the 1x1 skip "
+                    "when the shape changes")
+
+
+@exercise("predicted_blocks", reference="solution_predicted_blocks")
+def check_predicted_blocks(student_fn) -> bool:
+    """Run the blocks of ``PREDICTED_BLOCKS`` on a (1, in_ch, 7, 7) input and compare with
+    ``student_fn()``: name -> ((C, H, W) of the output, number of parameters). Prints both side by side."""
+    predictions = call_student("predicted_blocks", student_fn, tensor=False)
+    if not isinstance(predictions, dict) or set(predictions) != set(PREDICTED_BLOCKS):
+        keys = sorted(predictions) if isinstance(predictions, dict) else type(predictions).__name__
+        raise ExerciseError(f"predicted_blocks() must return a dict with the keys {sorted(PREDICTED_BLOCKS)}, "
+                            f"got {keys}.")
+    problems = []
+    print(f"{'block (input 7x7)':<20}{'predicted':>26}{'measured':>26}")
+    with torch.random.fork_rng(devices=[]):
+        for name, (mode, in_ch, out_ch) in PREDICTED_BLOCKS.items():
+            block = ResBlock(in_ch, out_ch, mode=mode).eval()
+            with torch.no_grad():
+                out = block(torch.zeros(1, in_ch, _PREDICTION_SIDE, _PREDICTION_SIDE))
+            shape, params = tuple(out.shape[1:]), sum(p.numel() for p in block.parameters())
+            try:
+                got_shape, got_params = predictions[name]
+                got_shape = tuple(int(s) for s in got_shape)
+                got_params = int(got_params)
+            except (TypeError, ValueError):
+                raise ExerciseError(f"predicted_blocks()[{name!r}] must be ((C, H, W), number of parameters), got "
+                                    f"{predictions[name]!r}.") from None
+            if len(got_shape) == 4 and got_shape[0] == 1:
+                got_shape = got_shape[1:]                   # a batch axis of 1 is fine
+            print(f"{name:<20}{str(got_shape) + f', {got_params:,}':>26}{str(shape) + f', {params:,}':>26}")
+            if got_shape != shape:
+                side = "Up x2 doubles the side first" if mode == "up" else "(h + 2p - k) // s + 1 with h = 7"
+                problems.append(f"{name}: the output is {shape}, you predicted {got_shape} ({side})")
+            if got_params != params:
+                problems.append(f"{name}: {params:,} parameters, you predicted {got_params:,}: "
+                                f"{_count_hint(_parts(block), got_params, mode)}")
+    if problems:
+        raise ExerciseError("; ".join(problems) + ".")
+    return passed("predicted_blocks", "shapes and parameter counts of all three blocks")
+
+
 # ---- reference answers -------------------------------------------------------------------------
 
 def solution_conv_output_size(h: int, k: int, s: int, p: int) -> int:
@@ -239,16 +309,16 @@ def solution_conv_output_size(h: int, k: int, s: int, p: int) -> int:
     return (h + 2 * p - k) // s + 1
 
 
-class _SolutionResBlock(nn.Module):
-    """The block as a student would write it: explicit layers in one class."""
+class SolutionResBlock(nn.Module):
+    """A residual block with the three modes of section 1, from explicit layers."""
 
-    def __init__(self, in_ch, out_ch, mode="same", norm="group", activation="silu", groups=8):
+    def __init__(self, in_ch, out_ch, mode="same"):
         super().__init__()
         stride = 2 if mode == "down" else 1
         self.upsample = mode == "up"
         self.conv1 = nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
-        self.norm = nn.GroupNorm(groups, out_ch) if norm == "group" else nn.BatchNorm2d(out_ch)
-        self.act = nn.SiLU() if activation == "silu" else nn.ReLU()
+        self.norm = nn.GroupNorm(8, out_ch)
+        self.act = nn.SiLU()
         self.conv2 = nn.Conv2d(out_ch, out_ch, kernel_size=3, stride=1, padding=1)
         if mode == "same" and in_ch == out_ch:
             self.skip = nn.Identity()
@@ -262,7 +332,12 @@ class _SolutionResBlock(nn.Module):
         return self.act(h + self.skip(x))
 
 
-def solution_resblock(in_ch: int, out_ch: int, mode: str = "same", norm: str = "group",
-                      activation: str = "silu", groups: int = 8) -> nn.Module:
-    """A residual block with ``vae_lib.nn.blocks.ResBlock``'s constructor, written from scratch."""
-    return _SolutionResBlock(in_ch, out_ch, mode, norm, activation, groups)
+def solution_predicted_blocks():
+    # Parameters: conv1 (9 in out + out) + GroupNorm (2 out) + conv2 (9 out out + out) + skip (in out + out, when
+    # the shape changes). Sides: (h + 2p - k) // s + 1, after the Up x2 in an up block.
+    same = (9 * 64 * 128 + 128) + 2 * 128 + (9 * 128 * 128 + 128) + (64 * 128 + 128)  # 64 -> 128: a 1x1 skip
+    down = (9 * 16 * 32 + 32) + 2 * 32 + (9 * 32 * 32 + 32) + (16 * 32 + 32)
+    up = (9 * 32 * 16 + 16) + 2 * 16 + (9 * 16 * 16 + 16) + (32 * 16 + 16)
+    return {"same 64->128": ((128, 7, 7), same),
+            "down 16->32": ((32, 4, 4), down),     # (7 + 2 - 3) // 2 + 1 = 4
+            "up 32->16": ((16, 14, 14), up)}

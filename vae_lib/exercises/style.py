@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.nn.style import AdaIN, MappingNetwork, PixelNorm, mix_styles
 
@@ -53,6 +53,7 @@ def solution_mixing(ws1: torch.Tensor, ws2: torch.Tensor, crossover: int) -> tor
 
 
 # ---- checks --------------------------------------------------------------------------------------
+@exercise("pixel_norm", reference="solution_pixel_norm")
 def check_pixel_norm(student_fn) -> bool:
     """``student_fn(x)`` for x (B, D) must equal ``PixelNorm()(x)`` (eps = 1e-8 inside the root)."""
     gen = torch.Generator().manual_seed(0)
@@ -77,6 +78,7 @@ def check_pixel_norm(student_fn) -> bool:
     return passed("pixel_norm", "equals vae_lib.nn.style.PixelNorm")
 
 
+@exercise("truncate", reference="solution_truncation")
 def check_truncation(student_fn) -> bool:
     """``student_fn(w, w_avg, psi)`` must equal ``MappingNetwork.truncate`` for several psi (incl. 0, 1, 1.5)."""
     gen = torch.Generator().manual_seed(1)
@@ -97,6 +99,7 @@ def check_truncation(student_fn) -> bool:
     return passed("truncate", "equals MappingNetwork.truncate for psi in 0, 0.7, 1, 1.5")
 
 
+@exercise("adain", reference="solution_adain")
 def check_adain(student_fn) -> bool:
     """``student_fn(x, scale, bias)`` must equal ``AdaIN(x, w)`` when (scale, bias) = ``AdaIN.style(w)``."""
     gen = torch.Generator().manual_seed(2)
@@ -128,6 +131,7 @@ def check_adain(student_fn) -> bool:
     return passed("adain", "equals vae_lib.nn.style.AdaIN given the same style")
 
 
+@exercise("mix", reference="solution_mixing")
 def check_mixing(student_fn) -> bool:
     """``student_fn(ws1, ws2, k)`` must equal ``mix_styles`` for every crossover k in [0, L]."""
     gen = torch.Generator().manual_seed(3)

@@ -22,7 +22,7 @@ import warnings
 import torch
 
 from vae_lib.evaluate import psnr as reference_psnr
-from vae_lib.exercises import ExerciseError, passed
+from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.losses import StyleVAELoss
@@ -63,6 +63,7 @@ def solution_perceptual_distance(vgg: VGGPerceptual, x_hat: torch.Tensor, x: tor
 
 
 # ---- checks --------------------------------------------------------------------------------------
+@exercise("style_vae_loss", reference="solution_style_vae_loss")
 def check_style_vae_loss(student_fn) -> bool:
     """``student_fn(x_hat, x, mu, logvar, beta)`` must equal ``StyleVAELoss(perceptual_weight=0)``'s "loss"."""
     gen = torch.Generator().manual_seed(4)
@@ -105,6 +106,7 @@ def check_style_vae_loss(student_fn) -> bool:
     return passed("style_vae_loss", "equals StyleVAELoss with perceptual_weight=0 for beta in 0, 0.3, 1")
 
 
+@exercise("psnr_db", reference="solution_psnr")
 def check_psnr(student_fn) -> bool:
     """``student_fn(x, y, value_range)`` must equal ``vae_lib.evaluate.psnr`` (dB per image), in [0, 1] and [-1, 1]."""
     gen = torch.Generator().manual_seed(5)
@@ -138,6 +140,7 @@ def check_psnr(student_fn) -> bool:
     return passed("psnr", "equals vae_lib.evaluate.psnr for images in [0, 1] and in [-1, 1]")
 
 
+@exercise("gram_matrix", reference="solution_gram_matrix")
 def check_gram_matrix(student_fn) -> bool:
     """``student_fn(features)`` for (B, C, H, W) features must give the (B, C, C) Gram matrices / (H W)."""
     gen = torch.Generator().manual_seed(6)
@@ -163,6 +166,7 @@ def check_gram_matrix(student_fn) -> bool:
     return passed("gram_matrix", "equals F F^T / (H W) for each image")
 
 
+@exercise("perceptual_distance", reference="solution_perceptual_distance")
 def check_perceptual_distance(student_fn) -> bool:
     """``student_fn(vgg, x_hat, x)`` must equal ``vgg(x_hat, x)`` for a (random-weight) ``VGGPerceptual``."""
     vgg = _small_vgg()
