@@ -34,6 +34,7 @@ from vae_lib.utils import standard_normal
 
 IMAGE_SHAPE = (1, 28, 28)
 LIKELIHOODS = ("bernoulli", "gaussian")
+DEFAULT_LIKELIHOOD = "bernoulli"
 DATA_RANGES = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
 DEFAULT_SIGMA = 0.1
 # Inputs may overshoot their range by this much (float round-off, resizing) before we complain.
@@ -117,7 +118,7 @@ class CVAE(nn.Module):
             finite early in training when the logvar head can output large values.
     """
 
-    def __init__(self, z_dim: int = 16, num_classes: int = 10, likelihood: str = "bernoulli", *,
+    def __init__(self, z_dim: int = 16, num_classes: int = 10, likelihood: str = DEFAULT_LIKELIHOOD, *,
                  embed_dim: int = 16, sigma: float = DEFAULT_SIGMA, norm: str = "group",
                  activation: str = "silu", logvar_clamp: tuple[float, float] | None = (-10.0, 10.0)):
         super().__init__()
@@ -146,6 +147,13 @@ class CVAE(nn.Module):
     conditional = True  # every encode/decode/sample/reconstruct needs labels y, (B,) integers
     num_style_layers = 0  # no style layers: style-mixing figures and widgets do not apply
     channels_last_on_cpu = True  # measured faster on the CPU in fp32 (benchmarks/speed.py, fastpaths)
+
+    @classmethod
+    def data_range_for(cls, likelihood: str = DEFAULT_LIKELIHOOD, **model_kwargs) -> tuple[float, float]:
+        """The ``data_range`` a CVAE built with these keyword arguments will have, without building it."""
+        if likelihood not in DATA_RANGES:
+            raise ValueError(f"Unknown likelihood {likelihood!r}: choose one of {', '.join(DATA_RANGES)}")
+        return DATA_RANGES[likelihood]
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 1, 28, 28), y (B,) -> mu, logvar, each (B, z_dim); logvar is clamped.
