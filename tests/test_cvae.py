@@ -165,26 +165,26 @@ def test_reparameterize_statistics(model):
 
 def test_sample_uses_the_generator(model):
     y = torch.tensor([0, 5, 9])
-    a = model.sample(y, generator=torch.Generator().manual_seed(1))
-    b = model.sample(y, generator=torch.Generator().manual_seed(1))
-    c = model.sample(y, generator=torch.Generator().manual_seed(2))
+    a = model.sample(len(y), y, generator=torch.Generator().manual_seed(1))
+    b = model.sample(len(y), y, generator=torch.Generator().manual_seed(1))
+    c = model.sample(len(y), y, generator=torch.Generator().manual_seed(2))
     assert a.shape == (3, 1, 28, 28) and not a.requires_grad
     assert torch.equal(a, b) and not torch.equal(a, c)
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, model.decode(z, y))
-    assert model.sample([1, 2]).shape == (2, 1, 28, 28)
+    assert model.sample(2, [1, 2]).shape == (2, 1, 28, 28)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_sample_with_a_cpu_generator_is_device_independent(model):
     y = torch.tensor([0, 5, 9])
-    cpu = model.sample(y, generator=torch.Generator().manual_seed(3))
+    cpu = model.sample(len(y), y, generator=torch.Generator().manual_seed(3))
     gpu_model = CVAE().cuda()
     gpu_model.load_state_dict(model.state_dict())
-    gpu = gpu_model.sample(y, generator=torch.Generator().manual_seed(3))
+    gpu = gpu_model.sample(len(y), y, generator=torch.Generator().manual_seed(3))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
-    on_device = gpu_model.sample(y, generator=torch.Generator("cuda").manual_seed(3))
+    on_device = gpu_model.sample(len(y), y, generator=torch.Generator("cuda").manual_seed(3))
     assert on_device.device.type == "cuda"
 
 
@@ -257,3 +257,53 @@ def test_options_reach_every_layer():
     rows = model.stage_table()  # runs in eval mode: BatchNorm statistics must stay untouched
     assert model.training and len(rows) == 13
     assert torch.equal(model.encoder.stem[1].running_mean, torch.zeros(32))
+
+
+# ---------------------------------------------------------------- the shared model interface (issue 10)
+def test_interface_flags(model):
+    assert CVAE.conditional is True and model.conditional
+    assert model.num_style_layers == 0 and model.data_range == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.encode(digits(2)),
+    lambda m: m.decode(torch.randn(2, 16)),
+    lambda m: m.sample(2),
+    lambda m: m.reconstruct(digits(2)),
+    lambda m: m(digits(2)),
+])
+def test_missing_labels_are_a_clear_value_error(model, call):
+    with pytest.raises(ValueError, match="this CVAE is class-conditional: pass labels y"):
+        call(model)
+
+
+def test_decode_truncation_is_a_temperature_on_z_and_noise_mode_is_ignored(model):
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 1, 2])
+    torch.testing.assert_close(model.decode(z, y, truncation_psi=0.5), model.decode(0.5 * z, y))
+    torch.testing.assert_close(model.decode(z, y, truncation_psi=1.0), model.decode(z, y))
+    torch.testing.assert_close(model.decode(z, y, noise_mode="const"), model.decode(z, y))
+    torch.testing.assert_close(model.decode(z, y, noise_mode="random"), model.decode(z, y))
+    with pytest.raises(ValueError, match="truncation_psi"):
+        model.decode(z, y, truncation_psi=float("nan"))
+
+
+def test_sample_n_images_for_n_labels(model):
+    y = torch.tensor([3, 4])
+    a = model.sample(2, y, generator=torch.Generator().manual_seed(5), truncation_psi=0.0, noise_mode="const")
+    torch.testing.assert_close(a, model.decode(torch.zeros(2, 16), y))
+    b = model.sample(2, y, generator=torch.Generator().manual_seed(5), truncation_psi=0.7)
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(b, model.decode(0.7 * z, y))
+    with pytest.raises(ValueError, match=r"n=3 .* 2 labels"):
+        model.sample(3, y)
+    with pytest.raises(ValueError, match="n must be"):
+        model.sample(0, y[:0])
+
+
+def test_reconstruct_decodes_the_posterior_mean_without_gradients(model):
+    x, y = digits(3), torch.tensor([1, 2, 3])
+    out = model.reconstruct(x, y)
+    assert out.shape == (3, 1, 28, 28) and not out.requires_grad
+    torch.testing.assert_close(out, model.decode(model.encode(x, y)[0], y))
+    torch.testing.assert_close(model.reconstruct(x, y, noise_mode="const"), out)

@@ -218,3 +218,19 @@ def test_explicit_datasets_keep_their_run_folders(tmp_path, monkeypatch):
     config = tiny_cvae()  # synthetic-digits
     assert experiments.dataset_key(config) is None
     assert experiments.default_run_dir(config) == tmp_path / config.run_name()
+
+
+def test_one_explicit_registry_of_model_and_loss_classes():
+    from vae_lib import experiments
+    from vae_lib.configs import MODELS
+    from vae_lib.losses import CVAELoss, StyleVAELoss
+    from vae_lib.models.cvae import CVAE
+    from vae_lib.models.stylegan_vae import ConvolutionalVAE
+
+    assert experiments.REGISTRY == {"cvae": (CVAE, CVAELoss), "stylegan-vae": (ConvolutionalVAE, StyleVAELoss)}
+    assert set(experiments.REGISTRY) == set(MODELS)
+    assert not hasattr(experiments, "importlib")
+    assert CVAE.data_range_for() == (0.0, 1.0) and CVAE.data_range_for(likelihood="gaussian") == (-1.0, 1.0)
+    assert ConvolutionalVAE.data_range_for(z_dim=8) == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="likelihood"):
+        CVAE.data_range_for(likelihood="laplace")

@@ -94,6 +94,7 @@ def test_judge_fid_on_identical_and_shifted_image_sets():
 class LabelPainter(nn.Module):
     """A fake CVAE: decode(z, y) is an image whose every pixel is y / 10 (z is ignored)."""
 
+    conditional = True
     data_range = (0.0, 1.0)
 
     def __init__(self, z_dim=3, num_classes=10):
@@ -102,7 +103,7 @@ class LabelPainter(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(()))
         self.decoded_labels = []
 
-    def decode(self, z, y):
+    def decode(self, z, y, *, noise_mode=None, truncation_psi=1.0):
         self.decoded_labels.append(y.clone())
         return (y.float() / 10).view(-1, 1, 1, 1).expand(-1, 1, 4, 4) + 0 * z[:, :1, None, None]
 
@@ -156,6 +157,7 @@ class FactorModel(nn.Module):
     """A fake StyleGAN-VAE whose 'image' of z is the factor bins themselves, one per channel, and
     whose mix takes factor f from z1 when the crossover k > LAYER[f], else from z2 (L = 3 layers)."""
 
+    conditional = False
     num_style_layers = 3
     data_range = (-1.0, 1.0)
 

@@ -1,7 +1,7 @@
 import pytest
 
 from vae_lib.configs import BetaConfig
-from vae_lib.schedules import ConstantBeta, CyclicalBeta, LinearWarmup, build_schedule
+from vae_lib.schedules import ConstantBeta, CyclicalBeta, LinearWarmup, build_schedule, lr_at
 
 
 def test_constant_is_constant():
@@ -63,3 +63,31 @@ def test_bad_parameters_are_rejected(make):
 def test_negative_step_is_rejected():
     with pytest.raises(ValueError, match="step"):
         LinearWarmup()(-1)
+
+
+# ------------------------------------------------------------------------------------ learning rate
+def test_constant_lr_is_the_base_lr_at_every_step():
+    assert [lr_at(step, None, 3e-4, "constant") for step in (0, 5, 10_000)] == [3e-4] * 3
+    assert lr_at(7, 10, 1e-3, "constant") == 1e-3
+
+
+def test_cosine_lr_is_the_half_cosine_over_the_run():
+    import math
+
+    assert lr_at(0, 100, 1e-2, "cosine") == 1e-2
+    assert lr_at(50, 100, 1e-2, "cosine") == pytest.approx(5e-3)
+    assert lr_at(25, 100, 1e-2, "cosine") == pytest.approx(0.5e-2 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(100, 100, 1e-2, "cosine") == pytest.approx(0.0, abs=1e-18)
+    assert lr_at(150, 100, 1e-2, "cosine") == lr_at(100, 100, 1e-2, "cosine")  # stays at 0 after the run
+    values = [lr_at(s, 20, 1.0, "cosine") for s in range(21)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0, None, 1e-3, "cosine"), "total_steps"),
+    ((0, 0, 1e-3, "cosine"), "total_steps"),
+    ((0, 10, 1e-3, "linear"), "Unknown lr schedule"),
+])
+def test_lr_at_rejects_what_it_cannot_compute(args, match):
+    with pytest.raises(ValueError, match=match):
+        lr_at(*args)

@@ -110,7 +110,7 @@ def test_reconstructions_two_rows_of_n():
 
 # ---------------------------------------------------------------------------------- model figures
 class ClassLevelModel(nn.Module):
-    """sample(y): a 4x4 image at grey level y / (num_classes - 1), plus generator noise of 0.01."""
+    """sample(n, y): a 4x4 image at grey level y / (num_classes - 1), plus generator noise of 0.01."""
 
     num_classes = 3
     data_range = (0.0, 1.0)
@@ -119,7 +119,8 @@ class ClassLevelModel(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def sample(self, y, generator=None):
+    def sample(self, n, y, *, generator=None):
+        assert len(y) == n
         level = y.float() / (self.num_classes - 1)
         noise = 0.01 * torch.randn(len(y), 1, 4, 4, generator=generator)
         return (level.view(-1, 1, 1, 1) + noise).clamp(0, 1)
@@ -392,8 +393,8 @@ def test_style_mixing_grid_with_the_stylegan_vae():
 class InvertedLevelModel(ClassLevelModel):
     """ClassLevelModel with the grey levels reversed: class c at 1 - c / (num_classes - 1)."""
 
-    def sample(self, y, generator=None):
-        return 1.0 - super().sample(y, generator)
+    def sample(self, n, y, *, generator=None):
+        return 1.0 - super().sample(n, y, generator=generator)
 
 
 def test_samples_per_run_one_labelled_row_per_model_with_class_columns():

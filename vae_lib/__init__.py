@@ -19,9 +19,6 @@ reads every import and fails on one that points up)::
       checks, runlock                    model_device, standard_normal, rescale, atomic_write; preset, device,
                                          seeds, paths; malloc tuning; argument checks; the run folder's lock
 
-``experiments`` still builds models and losses from strings with ``importlib``, an arrow that no
-import statement shows (and the test cannot check).
-
 The names below are imported lazily so that ``import vae_lib`` stays fast.
 """
 from __future__ import annotations

@@ -261,12 +261,8 @@ def cmd_reconstruct(args) -> int:
     data = build_data(_limited(config, args.split, args.n), args.split, verbose=False)
     device = next(model.parameters()).device
     x = data.images[:args.n].to(device)
-    with torch.no_grad():
-        if config.model == "cvae":
-            y = data.labels[:args.n].to(device)
-            x_hat = model.decode(model.encode(x, y)[0], y)
-        else:
-            x_hat = model.decode(model.encode(x)[0], noise_mode="const")
+    y = data.labels[:args.n].to(device) if model.conditional else None
+    x_hat = model.reconstruct(x, y, noise_mode="const")
     # Top row the inputs, bottom row their reconstructions from the posterior mean.
     save_grid(torch.cat([x, x_hat]), path, nrow=len(x), value_range=model.data_range)
     print(f"wrote {path}")
@@ -287,7 +283,7 @@ def cmd_evaluate(args) -> int:
     data = build_data(_limited(config, "test", args.n), "test", verbose=False)
     device = next(model.parameters()).device
     loader = data.loader(batch_size=args.batch_size, shuffle=False, device=device)
-    if config.model == "cvae":
+    if getattr(model, "likelihood", None) in ("bernoulli", "gaussian"):  # what evaluate_model needs
         from vae_lib.evaluate import evaluate_model
 
         metrics = evaluate_model(model, loader, k=args.k, seed=args.seed, progress=not args.quiet)
@@ -329,16 +325,12 @@ def _limited(config: ExperimentConfig, split: str, n: int | None) -> ExperimentC
 def _write_samples(model, config: ExperimentConfig, path: Path, *, n: int, seed: int,
                    truncation_psi: float = 1.0) -> Path:
     generator = torch.Generator().manual_seed(seed)
+    # A conditional model: one row per class; otherwise an n x n grid.
+    y = torch.arange(model.num_classes).repeat_interleave(n) if model.conditional else None
+    count = len(y) if y is not None else n * n
     with torch.no_grad():
-        if config.model == "cvae":
-            # One row per class.
-            y = torch.arange(model.num_classes).repeat_interleave(n)
-            images = model.sample(y, generator=generator)
-            nrow = n
-        else:
-            images = model.sample(n * n, truncation_psi=truncation_psi, generator=generator, noise_mode="const")
-            nrow = n
-    return save_grid(images, path, nrow=nrow, value_range=model.data_range)
+        images = model.sample(count, y, truncation_psi=truncation_psi, generator=generator, noise_mode="const")
+    return save_grid(images, path, nrow=n, value_range=model.data_range)
 
 
 def _write_curves(history: dict, path: Path) -> Path:
@@ -395,7 +387,8 @@ def build_parser() -> OneLineParser:
                         help="CVAE: samples per class (one row each); StyleGAN-VAE: an n x n grid (default 8)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--truncation", type=_truncation, default=1.0,
-                        help="StyleGAN-VAE truncation psi in [-2, 2] (default 1: none; 0: the average w)")
+                        help="truncation psi in [-2, 2] (default 1: none; StyleGAN-VAE: 0 gives the average w; "
+                             "CVAE: a temperature on z)")
     sample.add_argument("--file", help="PNG path (default OUT/samples.png)")
     sample.set_defaults(func=cmd_sample)
 

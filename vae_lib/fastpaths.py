@@ -26,9 +26,9 @@ def has_conv2d(model: nn.Module) -> bool:
 
 
 def _faster_in_channels_last_on_cpu(model: nn.Module) -> bool:
-    from vae_lib.models.cvae import CVAE  # the one model measured faster (benchmarks/speed.py)
-
-    return isinstance(model, CVAE)
+    """The model's own ``channels_last_on_cpu`` flag (default False): set by a model class where
+    benchmarks/speed.py measured channels_last faster on the CPU (today the CVAE)."""
+    return bool(getattr(model, "channels_last_on_cpu", False))
 
 
 def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device,

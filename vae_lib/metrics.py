@@ -57,23 +57,18 @@ TRANSFER_FINE = ("object_hue", "texture")
 
 
 # ------------------------------------------------------------------------------------------- samples
-def is_conditional(model) -> bool:
-    """A CVAE-like model (takes labels) rather than the StyleGAN-VAE."""
-    return getattr(model, "num_classes", None) is not None
-
-
 def sample_images(model, n: int, *, labels=None, seed: int = FID_SEED, batch_size: int = PREDICT_BATCH,
                   truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor:
     """``n`` samples of ``model``, on the CPU: (n, C, H, W) in ``model.data_range``.
 
     All n codes are drawn first, ``z = torch.randn(n, z_dim, generator=Generator().manual_seed(seed))``,
-    then decoded in batches, so the images do not depend on ``batch_size``. A CVAE needs
-    ``labels`` ((n,) ints): ``decode(z, labels)``. The StyleGAN-VAE decodes ``z`` with
-    ``truncation_psi`` and ``noise_mode`` (see :func:`decode_truncated`).
+    then decoded in batches, so the images do not depend on ``batch_size``:
+    ``model.decode(z, labels, truncation_psi=..., noise_mode=...)``. A conditional model
+    (``model.conditional``, the CVAE) needs ``labels`` ((n,) ints); the StyleGAN-VAE takes none.
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of samples, got {n}.")
-    if is_conditional(model):
+    if model.conditional:
         if labels is None:
             raise ValueError("A class-conditional model needs labels: one per sample.")
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
@@ -84,23 +79,10 @@ def sample_images(model, n: int, *, labels=None, seed: int = FID_SEED, batch_siz
     with evaluation_mode(model):
         for start in range(0, n, batch_size):
             chunk = z[start:start + batch_size].to(device)
-            if labels is not None:
-                out.append(model.decode(chunk, labels[start:start + batch_size].to(device)).cpu())
-            else:
-                out.append(decode_truncated(model, chunk, truncation_psi, noise_mode=noise_mode).cpu())
+            y = labels[start:start + batch_size].to(device) if labels is not None else None
+            with torch.no_grad():
+                out.append(model.decode(chunk, y, noise_mode=noise_mode, truncation_psi=truncation_psi).cpu())
     return torch.cat(out)
-
-
-def decode_truncated(model, z: torch.Tensor, truncation_psi: float = 1.0, z2: torch.Tensor | None = None,
-                     crossover: int | None = None, noise_mode: str | None = "const") -> torch.Tensor:
-    """StyleGAN-VAE images (B, 3, S, S) in (-1, 1) from codes z (B, z_dim), no gradients:
-    ``model.decode(z, truncation_psi=...)``, or with ``z2`` and ``crossover`` ``model.mix(z, z2, crossover, ...)``."""
-    with torch.no_grad():
-        if z2 is None:
-            return model.decode(z, noise_mode=noise_mode, truncation_psi=truncation_psi)
-        if crossover is None:
-            raise ValueError("Give the crossover layer with z2.")
-        return model.mix(z, z2, crossover, truncation_psi=truncation_psi, noise_mode=noise_mode)
 
 
 # --------------------------------------------------------------------------- conditional accuracy
@@ -113,8 +95,8 @@ def conditional_accuracy(model, judge: Judge, n_per_class: int = 100, *, seed: i
     ``{"overall": float, "per_class": [float] * C, "confusion": (C, C) int64 tensor (row: asked,
     column: judged), "n_per_class": int}``; chance is 1/C.
     """
-    if not is_conditional(model):
-        raise ValueError("conditional_accuracy needs a class-conditional model (with num_classes).")
+    if not getattr(model, "conditional", False):
+        raise ValueError("conditional_accuracy needs a class-conditional model (model.conditional).")
     num_classes = model.num_classes
     if judge.heads_spec[judge.label_head] != num_classes:
         raise ValueError(f"The judge knows {judge.heads_spec[judge.label_head]} classes, the model "
@@ -197,7 +179,7 @@ def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES
     n = min(n, len(test_data))
     if n < 2:
         raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
-    labels = test_data.labels[:n] if is_conditional(model) else None
+    labels = test_data.labels[:n] if model.conditional else None
     fake = sample_images(model, n, labels=labels, seed=seed, batch_size=batch_size)
     fid = judge_fid(judge, test_data.images[:n], fake, real_range=test_data.value_range,
                     fake_range=_range(model, None), batch_size=batch_size)
@@ -309,5 +291,5 @@ def _nanmean(values: list[float]) -> float:
 
 __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "TRANSFER_COARSE",
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
-           "decode_truncated", "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
-           "is_conditional", "judge_fid", "model_fid", "sample_images"]
+           "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
+           "judge_fid", "model_fid", "sample_images"]

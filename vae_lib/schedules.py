@@ -13,6 +13,13 @@ Each schedule is a small dataclass whose value is a pure function of the optimiz
   the first ``ratio`` of the cycle and stays at beta_max for the rest.
 
 ``build_schedule(config, total_steps)`` makes one from a ``configs.BetaConfig``.
+
+Learning-rate schedules (``TrainConfig.lr_schedule``) are the pure function
+``lr_at(step, total_steps, base_lr, kind)``, which the Trainer calls once per step:
+
+* ``"constant"``: ``base_lr`` at every step (the card).
+* ``"cosine"``: the half cosine ``0.5 base_lr (1 + cos(pi min(step, T) / T))`` over the run's
+  ``total_steps`` T, from ``base_lr`` at step 0 to 0 at step T (and after).
 """
 from __future__ import annotations
 
@@ -117,3 +124,25 @@ def build_schedule(config: BetaConfig, total_steps: int | None = None) -> BetaSc
             raise ValueError("a cyclical beta schedule needs total_steps (the run's number of optimizer steps)")
         return CyclicalBeta(config.beta, total_steps, config.n_cycles, config.ratio)
     raise ValueError(f"Unknown beta schedule kind {config.kind!r}: choose 'constant', 'linear' or 'cyclical'")
+
+
+# ------------------------------------------------------------------------------------ learning rate
+LR_KINDS = ("constant", "cosine")
+
+
+def lr_at(step: int, total_steps: int | None, base_lr: float, kind: str) -> float:
+    """The learning rate at optimizer step ``step`` (0-based) of a run of ``total_steps`` steps.
+
+    A pure function of its arguments, so a resumed run continues the same curve. "constant":
+    ``base_lr`` (``total_steps`` unused, may be None). "cosine": ``0.5 base_lr (1 + cos(pi
+    min(step, T) / T))`` with T = ``total_steps``, which must be a positive number of steps.
+    """
+    if kind == "constant":
+        return base_lr
+    if kind == "cosine":
+        _check_step(step)
+        if not total_steps:
+            raise ValueError("a cosine lr schedule needs total_steps (the run's number of optimizer steps), "
+                             f"got {total_steps!r}")
+        return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    raise ValueError(f"Unknown lr schedule kind {kind!r}: choose one of {', '.join(LR_KINDS)}")

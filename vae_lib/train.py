@@ -74,7 +74,7 @@ from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_
                                to_channels_last)
 from vae_lib.runlock import remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, seed_everything
-from vae_lib.schedules import build_schedule
+from vae_lib.schedules import build_schedule, lr_at
 from vae_lib.utils import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -306,8 +306,7 @@ class Trainer:
         # The whole run as configured (not this call's ``epochs``): what the beta schedule and a
         # cosine lr span.
         self._run_steps = self._planned_steps(train_loader)
-        if self.schedule is None:
-            self.schedule = build_schedule(self.config.beta, total_steps=self._run_steps)
+        self._beta_schedule(self._run_steps)
         if not self._seeded and self.step == 0:
             seed_everything(self.config.seed)
         self._seeded = True
@@ -441,9 +440,7 @@ class Trainer:
         """
         epoch = self.epoch if epoch is None else epoch
         self._check_whole()
-        if self.schedule is None:
-            self.schedule = build_schedule(self.config.beta)
-        beta = float(self.schedule(self.step))
+        beta = float(self._beta_schedule()(self.step))
         lr = self._set_lr()
         batch = _to_device(batch, self.device)
         if self.channels_last:
@@ -494,16 +491,24 @@ class Trainer:
             self._half_updated = True
             raise
 
+    def _beta_schedule(self, total_steps: int | None = None) -> Callable[[int], float]:
+        """``self.schedule``, built from ``config.beta`` (the one place that builds it) if none was given;
+        ``total_steps``: the run's length, which a cyclical schedule needs."""
+        if self.schedule is None:
+            self.schedule = build_schedule(self.config.beta, total_steps)
+        return self.schedule
+
     def _set_lr(self) -> float:
-        """The learning rate of this step under ``config.lr_schedule``, set on the optimizer; a pure
-        function of the step and the planned steps, so a resumed run continues the same curve."""
+        """The learning rate of this step under ``config.lr_schedule`` (``schedules.lr_at``), set on
+        the optimizer; a pure function of the step and the planned steps, so a resumed run continues
+        the same curve. A constant lr leaves the optimizer's as it is."""
         if self.config.lr_schedule == "constant":
-            return self.config.lr
+            return lr_at(self.step, None, self.config.lr, "constant")
         total = self._run_steps if self._run_steps is not None else self.config.max_steps
         if not total:
-            raise ValueError("lr_schedule='cosine' needs the run's length: train with fit() on a loader "
-                             "with len(), or set max_steps.")
-        lr = 0.5 * self.config.lr * (1.0 + math.cos(math.pi * min(self.step, total) / total))
+            raise ValueError(f"lr_schedule={self.config.lr_schedule!r} needs the run's length: train with fit() "
+                             "on a loader with len(), or set max_steps.")
+        lr = lr_at(self.step, total, self.config.lr, self.config.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -601,9 +606,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self._half_updated = False
         if state["schedule"] is not None:
-            if self.schedule is None:
-                self.schedule = build_schedule(self.config.beta, state["schedule"].get("total_steps"))
-            self.schedule.load_state_dict(state["schedule"])
+            self._beta_schedule(state["schedule"].get("total_steps")).load_state_dict(state["schedule"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.history = state["history"]
         self._loader_state = state["loader"]

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from vae_lib.metrics import decode_truncated
 from vae_lib.utils import rescale
 from vae_lib.viz import decode_latents, value_range_of
 
@@ -66,11 +65,13 @@ def stylevae_image(model, z1, z2, crossover: int, truncation_psi: float = 1.0, *
     if not 0 <= crossover <= model.num_style_layers:
         raise ValueError(f"crossover must lie in [0, {model.num_style_layers}], got {crossover}.")
     z1, z2 = (torch.as_tensor(z, dtype=torch.float32).reshape(1, -1) for z in (z1, z2))
-    mixed = to_uint8(decode_truncated(model, z1, truncation_psi, z2=z2, crossover=crossover).cpu(),
-                     model.data_range)
-    if not with_sources:
-        return mixed
-    sources = [to_uint8(decode_truncated(model, z, truncation_psi).cpu(), model.data_range) for z in (z1, z2)]
+    with torch.no_grad():
+        mixed = to_uint8(model.mix(z1, z2, crossover, truncation_psi=truncation_psi, noise_mode="const").cpu(),
+                         model.data_range)
+        if not with_sources:
+            return mixed
+        sources = [to_uint8(model.decode(z, truncation_psi=truncation_psi, noise_mode="const").cpu(),
+                            model.data_range) for z in (z1, z2)]
     gap = np.full((mixed.shape[0], 2, 3), 255, dtype=np.uint8)
     return np.concatenate([sources[0], gap, mixed, gap, sources[1]], axis=1)
 

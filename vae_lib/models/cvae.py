@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lib.checks import as_input_dtype, check_int, check_latent
+from vae_lib.checks import as_input_dtype, check_int, check_latent, check_truncation_psi
 from vae_lib.nn.blocks import ResBlock, make_activation, make_norm
 from vae_lib.utils import standard_normal
 
 IMAGE_SHAPE = (1, 28, 28)
 LIKELIHOODS = ("bernoulli", "gaussian")
+DEFAULT_LIKELIHOOD = "bernoulli"
 DATA_RANGES = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
 DEFAULT_SIGMA = 0.1
 # Inputs may overshoot their range by this much (float round-off, resizing) before we complain.
@@ -117,7 +118,7 @@ class CVAE(nn.Module):
             finite early in training when the logvar head can output large values.
     """
 
-    def __init__(self, z_dim: int = 16, num_classes: int = 10, likelihood: str = "bernoulli", *,
+    def __init__(self, z_dim: int = 16, num_classes: int = 10, likelihood: str = DEFAULT_LIKELIHOOD, *,
                  embed_dim: int = 16, sigma: float = DEFAULT_SIGMA, norm: str = "group",
                  activation: str = "silu", logvar_clamp: tuple[float, float] | None = (-10.0, 10.0)):
         super().__init__()
@@ -142,8 +143,19 @@ class CVAE(nn.Module):
         self.encoder = Encoder(z_dim, embed_dim, norm, activation)
         self.decoder = Decoder(z_dim, embed_dim, norm, activation)
 
-    # ---- the VAE interface -------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # ---- the VAE interface (shared with the StyleGAN-VAE: see vae_lib.models) -----------------
+    conditional = True  # every encode/decode/sample/reconstruct needs labels y, (B,) integers
+    num_style_layers = 0  # no style layers: style-mixing figures and widgets do not apply
+    channels_last_on_cpu = True  # measured faster on the CPU in fp32 (benchmarks/speed.py, fastpaths)
+
+    @classmethod
+    def data_range_for(cls, likelihood: str = DEFAULT_LIKELIHOOD, **model_kwargs) -> tuple[float, float]:
+        """The ``data_range`` a CVAE built with these keyword arguments will have, without building it."""
+        if likelihood not in DATA_RANGES:
+            raise ValueError(f"Unknown likelihood {likelihood!r}: choose one of {', '.join(DATA_RANGES)}")
+        return DATA_RANGES[likelihood]
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 1, 28, 28), y (B,) -> mu, logvar, each (B, z_dim); logvar is clamped.
 
         A float64 x is converted to the model's dtype (as in ``forward``)."""
@@ -155,26 +167,36 @@ class CVAE(nn.Module):
         """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); (B, z_dim). Samples in train and eval mode."""
         return mu + torch.exp(0.5 * logvar) * standard_normal(mu.shape, mu, generator)
 
-    def decode_params(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def decode_params(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """z (B, z_dim), y (B,) -> the head's raw output (B, 1, 28, 28): logits (Bernoulli) or mean (Gaussian)."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}.")
         return self.decoder(z, self.embed(self._check_y(y, z.shape[0])))
 
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, *, noise_mode: str | None = None,
+               truncation_psi: float = 1.0) -> torch.Tensor:
         """z (B, z_dim), y (B,) -> x_hat (B, 1, 28, 28), the likelihood's mean (in the data range).
+
+        ``truncation_psi``: decodes ``psi * z``. In a VAE, truncation is close to a temperature on
+        z: psi < 1 draws codes nearer the prior's mode (cleaner, less varied images); 1 (default)
+        leaves z as it is. ``noise_mode`` is accepted for the shared interface and ignored: the
+        CVAE has no noise injections.
 
         z must be finite (a NaN z would decode to NaN images without a word); float64 is converted.
         (``decode_params``, which the training loss calls, leaves the finiteness to the Trainer's
         NaN guard rather than pay a device sync per step.)"""
         z = check_latent(z, self.z_dim, like=self.decoder.fc.weight)
+        psi = check_truncation_psi(truncation_psi)
+        if psi != 1.0:
+            z = psi * z
         return self.params_to_mean(self.decode_params(z, y))
 
     def params_to_mean(self, params: torch.Tensor) -> torch.Tensor:
         """The likelihood's mean from the head's output: sigmoid(logits) or the Gaussian mean itself."""
         return torch.sigmoid(params) if self.likelihood == "bernoulli" else params
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 1, 28, 28), y (B,) -> (x_hat (B, 1, 28, 28), mu (B, z_dim), logvar (B, z_dim))."""
         x = self._check_x(x)
         e = self.embed(self._check_y(y, x.shape[0]))
@@ -182,20 +204,37 @@ class CVAE(nn.Module):
         z = self.reparameterize(mu, logvar)
         return self.params_to_mean(self.decoder(z, e)), mu, logvar
 
-    def sample(self, y, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_hat (B, 1, 28, 28) for z ~ N(0, I), one sample per label in y ((B,) integers).
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                    noise_mode: str | None = None) -> torch.Tensor:
+        """decode(mu(x, y), y): the deterministic reconstruction (B, 1, 28, 28) of x. No gradients.
+
+        ``noise_mode`` is accepted for the shared interface and ignored (the CVAE has no noise)."""
+        return self.decode(self.encode(x, y)[0], y)
+
+    def sample(self, n: int, y=None, *, generator: torch.Generator | None = None,
+               truncation_psi: float = 1.0, noise_mode: str | None = None) -> torch.Tensor:
+        """x_hat (n, 1, 28, 28) for z ~ N(0, I), one sample per label in y ((n,) integers).
 
         z is drawn with ``generator`` on the generator's own device, then moved to the model's
         device, so a CPU generator (as ``runtime.seed_everything`` returns) gives the same z
-        on every device. No gradients; call ``model.eval()`` first if the model uses BatchNorm.
+        on every device. ``truncation_psi`` scales z (a temperature, see :meth:`decode`);
+        ``noise_mode`` is ignored (no noise). No gradients; call ``model.eval()`` first if the
+        model uses BatchNorm.
         """
+        n = check_int("n", n, minimum=1)
+        if y is None:
+            raise ValueError(self._MISSING_LABELS)
         device = next(self.parameters()).device
         y = torch.as_tensor(y, device=device)
         if y.ndim != 1:
-            raise ValueError(f"y must have shape (B,), got {tuple(y.shape)}.")
+            raise ValueError(f"y must have shape (n,), got {tuple(y.shape)}.")
+        if y.shape[0] != n:
+            raise ValueError(f"Asked for n={n} samples but got {y.shape[0]} labels: y must have shape (n,).")
         like = torch.empty(0, device=device, dtype=next(self.parameters()).dtype)
         with torch.no_grad():
-            return self.decode(standard_normal((y.shape[0], self.z_dim), like, generator), y)
+            return self.decode(standard_normal((n, self.z_dim), like, generator), y,
+                               truncation_psi=truncation_psi)
 
     # ---- stages, for tests and the notebook's tables -------------------------------------------
     def stages(self) -> list[tuple[str, nn.Module]]:
@@ -277,7 +316,11 @@ class CVAE(nn.Module):
                              f"got values in [{lo:.4g}, {hi:.4g}]{hint}.")
         return x
 
-    def _check_y(self, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    _MISSING_LABELS = "this CVAE is class-conditional: pass labels y ((B,) integer class indices)."
+
+    def _check_y(self, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        if y is None:
+            raise ValueError(self._MISSING_LABELS)
         if not isinstance(y, torch.Tensor) or y.ndim != 1:
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"y must be a (B,) tensor of class indices, got {shape}.")

@@ -226,6 +226,11 @@ class ConvolutionalVAE(nn.Module):
     # ---- the VAE interface (shared with the CVAE: see vae_lib.models) --------------------------
     conditional = False  # no class labels: every ``y`` argument must be None
 
+    @classmethod
+    def data_range_for(cls, **model_kwargs) -> tuple[float, float]:
+        """The ``data_range`` of a model built with these keyword arguments: always (-1, 1)."""
+        return DATA_RANGE
+
     def encode(self, x: torch.Tensor, y: None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> mu, logvar, each (B, z_dim); logvar is clamped."""
         self._check_no_labels(y)

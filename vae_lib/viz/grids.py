@@ -132,7 +132,7 @@ def class_conditional_samples(model, num_classes: int | None = None, n_per_class
                               class_names=None, *, value_range=None, dpi: int = DPI) -> Figure:
     """``n_per_class`` samples x ~ p(x|z,c), z ~ N(0, I), for each class c: one labelled row per class.
 
-    ``model.sample(y, generator=...)`` makes the images; ``num_classes`` defaults to
+    ``model.sample(len(y), y, generator=...)`` makes the images; ``num_classes`` defaults to
     ``model.num_classes`` and ``value_range`` to ``model.data_range``. The same ``seed`` gives the
     same figure.
     """
@@ -141,7 +141,7 @@ def class_conditional_samples(model, num_classes: int | None = None, n_per_class
         raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
     y = torch.arange(num_classes, device=model_device(model)).repeat_interleave(n_per_class)
     with evaluation_mode(model):
-        images = model.sample(y, generator=torch.Generator().manual_seed(seed))
+        images = model.sample(len(y), y, generator=torch.Generator().manual_seed(seed))
     array = grid_array(images, n_per_class, value_range_of(model, value_range))
     return grid_figure([array], title="samples per class, z ~ N(0, I)", dpi=dpi,
                        row_labels=[str(name) for name in (class_names or range(num_classes))],
@@ -152,7 +152,7 @@ def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_nam
                     num_classes: int | None = None, value_range=None, dpi: int = DPI) -> Figure:
     """One row of class-conditional samples per model, the same z ~ N(0, I) in every row.
 
-    models: {run name: model with ``sample(y, generator)``, ``num_classes``, ``z_dim``}. Columns: classes
+    models: {run name: model with ``sample(n, y, generator=...)``, ``num_classes``, ``z_dim``}. Columns: classes
     0 .. num_classes-1, ``n_per_class`` each; rows differ only by the trained weights, as long as the models
     share z_dim (the same ``seed`` draws the same z). ``value_range`` defaults to the first model's
     ``data_range``.
@@ -167,7 +167,7 @@ def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_nam
     for model in models.values():
         y = torch.arange(num_classes, device=model_device(model)).repeat_interleave(n_per_class)
         with evaluation_mode(model):
-            rows.append(model.sample(y, generator=torch.Generator().manual_seed(seed)).cpu())
+            rows.append(model.sample(len(y), y, generator=torch.Generator().manual_seed(seed)).cpu())
     images = torch.cat(rows)
     columns = num_classes * n_per_class
     fig = grid_figure([grid_array(images, columns, value_range_of(first, value_range))],

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from vae_lib.metrics import is_conditional
 from vae_lib.utils import evaluation_mode, model_device
 from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, grid_array, grid_figure, label_columns, tile_centres,
                                value_range_of)
@@ -39,7 +38,7 @@ def decode_latents(model, z: torch.Tensor, label=None, *, noise_mode: str = "con
         raise ValueError(f"z must have shape (B, {model.z_dim}) or ({model.z_dim},), got {tuple(z.shape)}.")
     device = model_device(model)
     with evaluation_mode(model):
-        if is_conditional(model):
+        if model.conditional:
             if label is None:
                 raise ValueError("A class-conditional model needs a label (an int, or one per row of z).")
             y = torch.as_tensor(label, dtype=torch.long).to(device)
@@ -199,8 +198,8 @@ def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, see
     z (n, z_dim) defaults to n draws of N(0, I) from ``seed``. If the model separated the two, a
     row keeps one style (slant, thickness, ...) while the class changes along it.
     """
-    if not is_conditional(model):
-        raise ValueError("class_swap needs a class-conditional model (with num_classes).")
+    if not model.conditional:
+        raise ValueError("class_swap needs a class-conditional model (model.conditional).")
     classes = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
     if z is None:
         z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))

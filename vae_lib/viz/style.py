@@ -81,8 +81,8 @@ def truncation_grid(model, psis=TRUNCATION_PSIS, n: int = 8, *, seed: int = 0, n
     ``model.sample(n, truncation_psi=psi, generator=<seed>, noise_mode=noise_mode)``, so every row
     starts from the same z; "const" noise makes the figure depend only on z and psi.
     """
-    if not hasattr(model, "mapping"):
-        raise ValueError("truncation_grid needs a StyleGAN-VAE (a model with a mapping network).")
+    if not getattr(model, "num_style_layers", 0) > 0:
+        raise ValueError("truncation_grid needs a StyleGAN-VAE (a model with style layers, num_style_layers > 0).")
     psis = [float(p) for p in psis]
     with evaluation_mode(model):
         images = torch.cat([model.sample(n, truncation_psi=psi, generator=torch.Generator().manual_seed(seed),
