@@ -364,6 +364,7 @@ def _cvae_full() -> ExperimentConfig:
 #   reconstruction="calibrated"  the decoder's sigma is fitted, not guessed (the card's weight 1 is
 #                           sigma^2 = 1/2, under which a blob is the best answer);
 #   ema_half_life_images    reconstructions and samples from averaged weights (+0.8-1 dB);
+#   lr_schedule="cosine"    the lr decays to 0 over the run (quick: 27.04 dB against 26.69 with a constant lr);
 #   autocast="auto"         bf16 on CPUs and GPUs that have it natively (1.7-1.9x), else fp32.
 # The StyleGAN card gives no optimiser settings ("see training_config.py", not shipped): AdamW with
 # the CVAE card's weight decay and clip.
@@ -395,8 +396,8 @@ def _stylevae_quick() -> ExperimentConfig:
         # VGG19 features would cost more than the whole model at this size on a CPU: no perceptual term.
         loss_kwargs=dict(_CPU_STYLE_LOSS),
         n_train=20_000, n_test=512,
-        train=TrainConfig(epochs=6, batch_size=32, lr=2e-3, autocast="auto", ema_half_life_images=10_000.0,
-                          beta=BetaConfig("linear", 1.0, warmup_steps=100)),
+        train=TrainConfig(epochs=6, batch_size=32, lr=2e-3, lr_schedule="cosine", autocast="auto",
+                          ema_half_life_images=10_000.0, beta=BetaConfig("linear", 1.0, warmup_steps=100)),
     )
 
 
