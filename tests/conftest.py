@@ -25,3 +25,18 @@ def stylevae():
             torch.nn.init.normal_(module.affine.weight, std=0.5)
     model.mapping.init_w_avg(256, generator=torch.Generator().manual_seed(0))
     return model
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """A machine with no network: data are looked for in tmp_path/cache and tmp_path/system only."""
+    from vae_lib.data import torchvision_sets
+
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAE_SYSTEM_DATA_DIRS", str(tmp_path / "system"))
+
+    def no_network(spec, root, timeout_s=None):
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(torchvision_sets, "torchvision_download", no_network)
+    return tmp_path

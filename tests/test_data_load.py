@@ -10,16 +10,6 @@ from vae_lib.data import torchvision_sets
 from test_data_sources import write_idx_set
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("VAE_SYSTEM_DATA_DIRS", str(tmp_path / "system"))
-
-    def no_network(spec, root, timeout_s=None):
-        raise ConnectionError("no network in this test")
-
-    monkeypatch.setattr(torchvision_sets, "torchvision_download", no_network)
-    return tmp_path
 
 
 def test_unknown_name_lists_the_valid_ones():

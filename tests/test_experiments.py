@@ -135,19 +135,10 @@ def test_a_run_saved_before_a_train_field_existed_is_still_loaded(tmp_path, monk
 
 
 @pytest.fixture
-def digits_machine(tmp_path, monkeypatch):
+def digits_machine(offline, monkeypatch):
     """A machine with no digits data and no network; tests add Fashion-MNIST or MNIST files."""
-    from vae_lib.data import torchvision_sets
-
-    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VAE_SYSTEM_DATA_DIRS", str(tmp_path / "system"))
-    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
-
-    def no_network(spec, root, timeout_s=None):
-        raise ConnectionError("no network in this test")
-
-    monkeypatch.setattr(torchvision_sets, "torchvision_download", no_network)
-    return tmp_path
+    monkeypatch.setenv("VAE_RUNS_DIR", str(offline / "runs"))
+    return offline
 
 
 def auto_digits(**overrides):
@@ -176,7 +167,7 @@ def test_an_auto_digits_run_is_keyed_by_the_data_it_resolved_to(digits_machine, 
     out = capsys.readouterr().out
     assert again["status"] == "loaded" and "trained on fashion-mnist from" in out
 
-    write_idx_set(digits_machine / "data" / "mnist", marker=60)  # the user installs MNIST
+    write_idx_set(digits_machine / "cache" / "mnist", marker=60)  # the user installs MNIST
     _, _, mnist = train_or_load(config, verbose=False)
     assert mnist["status"] == "trained" and mnist["data"]["name"] == "mnist"
     assert mnist["run_dir"] != fashion["run_dir"]
@@ -199,7 +190,7 @@ def test_a_run_folder_given_by_hand_is_not_continued_on_other_data(digits_machin
     with pytest.raises(KeyboardInterrupt):
         train_or_load(config, run_dir=run_dir, verbose=False)
     monkeypatch.setattr(experiments.Trainer, "train_step", real_step)  # (undo() would drop the fixture's too)
-    write_idx_set(digits_machine / "data" / "mnist", marker=60, count=12)
+    write_idx_set(digits_machine / "cache" / "mnist", marker=60, count=12)
     with pytest.raises(ValueError, match="was trained on fashion-mnist but auto-digits now resolves to mnist"):
         train_or_load(config, run_dir=run_dir, verbose=False)
 

@@ -186,17 +186,21 @@ def check_reparameterize(student_fn) -> bool:
                             "then scale it).")
     return passed("reparameterize", f"mean and spread of {n} draws match, gradients reach mu and logvar")
 
-
-@exercise("negative_elbo", reference="solution_negative_elbo")
-def check_negative_elbo(student_fn) -> bool:
-    """``student_fn(logits, x, mu, logvar)`` must return -ELBO per image, (B,) nats (Bernoulli decoder)."""
-    gen = torch.Generator().manual_seed(1)
+def _elbo_batch(seed: int):
+    """A small test batch for the ELBO checks: logits, x (4, 1, 28, 28), mu, logvar (4, z) and the
+    reference terms per image, (4,) nats each: the Bernoulli NLL and the KL."""
+    gen = torch.Generator().manual_seed(seed)
     x = torch.rand(4, 1, 28, 28, generator=gen)
     logits = 2.0 * torch.randn(4, 1, 28, 28, generator=gen)
     mu, logvar = _posterior_batch()
     mu, logvar = mu[:4], logvar[:4]
-    nll = -log_likelihood(logits, x, "bernoulli")
-    kl = kl_standard_normal(mu, logvar).sum(dim=1)
+    return logits, x, mu, logvar, -log_likelihood(logits, x, "bernoulli"), kl_standard_normal(mu, logvar).sum(dim=1)
+
+
+@exercise("negative_elbo", reference="solution_negative_elbo")
+def check_negative_elbo(student_fn) -> bool:
+    """``student_fn(logits, x, mu, logvar)`` must return -ELBO per image, (B,) nats (Bernoulli decoder)."""
+    logits, x, mu, logvar, nll, kl = _elbo_batch(seed=1)
     want = nll + kl
     got = _call("negative_elbo", student_fn, logits, x, mu, logvar)
     if got.ndim == 0:
@@ -378,13 +382,7 @@ def buggy_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: 
 @exercise("fixed_loss", reference="solution_fixed_loss")
 def check_fixed_loss(student_fn) -> bool:
     """``student_fn(logits, x, mu, logvar)`` must return one number, the batch mean of the per-image -ELBO."""
-    gen = torch.Generator().manual_seed(5)
-    x = torch.rand(4, 1, 28, 28, generator=gen)
-    logits = 2.0 * torch.randn(4, 1, 28, 28, generator=gen)
-    mu, logvar = _posterior_batch()
-    mu, logvar = mu[:4], logvar[:4]
-    nll = -log_likelihood(logits, x, "bernoulli")
-    kl = kl_standard_normal(mu, logvar).sum(dim=1)
+    logits, x, mu, logvar, nll, kl = _elbo_batch(seed=5)
     want = (nll + kl).mean()
     got = _call("fixed_loss", student_fn, logits, x, mu, logvar)
     if got.numel() != 1:
