@@ -43,6 +43,7 @@ from vae_lib.evaluate import psnr
 from vae_lib.experiments import build_data, build_loss, build_model
 from vae_lib.runtime import seed_everything
 from vae_lib.train import Trainer
+from vae_lib.utils import evaluation_mode
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_learning.json"
 
@@ -89,17 +90,15 @@ def variant_config(name: str, mode: str, steps: int, common: dict | None = None)
     return apply_overrides(get_config("stylevae-quick"), overrides)
 
 
-@torch.no_grad()
 def reconstruction_psnr(model, images: torch.Tensor) -> float:
-    model.eval()
-    mu, _ = model.encode(images)
-    recon = model.decode(mu, noise_mode="const")
-    model.train()
-    return psnr(recon.float(), images, (-1.0, 1.0)).mean().item()
+    with evaluation_mode(model):
+        return psnr(model.reconstruct(images).float(), images, (-1.0, 1.0)).mean().item()
 
 
 def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None,
         images_dir: Path | None = None, ema_half_life: float | None = None) -> dict:
+    if ema_half_life:  # the Trainer keeps the average; the raw weights are scored beside it
+        common = {**(common or {}), "train.ema_half_life_images": ema_half_life}
     config = variant_config(name, mode, steps, common)
     seed_everything(config.train.seed)
     model = build_model(config)
@@ -113,12 +112,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         held_out = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False).images
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
     trainer = Trainer(model, build_loss(config), config.train, progress=False)
-    ema = None
-    if ema_half_life:
-        from vae_lib.ema import WeightEMA
-
-        ema = WeightEMA(model, config.train.batch_size, half_life_images=ema_half_life)
-        trainer.optimizer.register_step_post_hook(lambda *_: ema.update(model))
+    ema = trainer.ema
     curve, seconds = [], 0.0
     while trainer.step < steps:
         target = min(steps, trainer.step + eval_every)
@@ -143,7 +137,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         with torch.no_grad():
             model.eval()
             shown = held_out[:8]
-            recon = model.decode(model.encode(shown)[0], noise_mode="const").float()
+            recon = model.reconstruct(shown).float()
             samples = model.decode(torch.randn(8, model.z_dim, generator=torch.Generator().manual_seed(0)),
                                    noise_mode="const").float()
         grid = torch.cat([shown, recon, samples]) * 0.5 + 0.5

@@ -47,6 +47,7 @@ class WeightEMA:
         self.batch_size, self.half_life_images, self.rampup = int(batch_size), float(half_life_images), rampup
         self.averaged = AveragedModel(model, avg_fn=self._average, use_buffers=True)
         self.averaged.eval()
+        self._beta, self._count = 0.0, 0
 
     @property
     def module(self) -> nn.Module:
@@ -63,22 +64,27 @@ class WeightEMA:
     def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
         if not current.is_floating_point():  # counters (BatchNorm's num_batches_tracked): the latest value
             return current
-        return torch.lerp(current, averaged, self.beta(int(num_averaged)))
+        return torch.lerp(current, averaged, self._beta)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the current weights (and buffers) of ``model`` into the average."""
+        # One decay per update, not one per tensor; the count is kept on the host (no device sync).
+        self._beta = self.beta(self._count)
         self.averaged.update_parameters(model)
+        self._count += 1
 
     def state_dict(self) -> dict:
         return self.averaged.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self.averaged.load_state_dict(state)
+        self._count = int(self.averaged.n_averaged)
 
     @property
     def updates(self) -> int:
-        return int(self.averaged.n_averaged)
+        """How many updates the average has folded in."""
+        return self._count
 
 
 def ema_model_state(ema_state: dict) -> dict:
