@@ -361,3 +361,39 @@ def test_mixing_influence_bad_inputs():
         mixing_influence(LinearMixer(), torch.zeros(2, 4), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="identical"):
         mixing_influence(LinearMixer(), torch.ones(2, 4), torch.ones(1, 4))
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_blur_than_for_equal_mse_noise():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from vae_lib.evaluate import psnr, ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(4, 3, 32, 32, generator=g) > 0.5).float()       # sharp edges everywhere
+    torch.testing.assert_close(ssim(x, x), torch.ones(4, dtype=torch.float64))
+    blurred = gaussian_blur(x, kernel_size=5, sigma=1.0)
+    rms = (blurred - x).pow(2).flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
+    noisy = x + rms * torch.randn(x.shape, generator=g)               # the same MSE, spread as noise
+    assert torch.allclose(psnr(noisy, x), psnr(blurred, x), atol=0.3)
+    assert (ssim(blurred, x) < 1).all() and ssim(x, x).shape == (4,)
+    assert (ssim(blurred, x) < ssim(noisy, x)).all()   # blur loses structure that noise of the same MSE keeps
+    # The range is the data range: the same pair scaled by 2 in (0, 2) scores the same.
+    torch.testing.assert_close(ssim(blurred * 2, x * 2, value_range=(0, 2)), ssim(blurred, x))
+    with pytest.raises(ValueError, match="same shape"):
+        ssim(x, x[:2])
+
+
+def test_edge_ratio_reads_blur_below_one_and_noise_above():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from vae_lib.evaluate import edge_ratio
+
+    x = torch.zeros(1, 3, 16, 16)
+    x[..., 4:12, 4:12] = 1.0
+    torch.testing.assert_close(edge_ratio(x, x), torch.ones(1, dtype=torch.float64))
+    assert edge_ratio(gaussian_blur(x, 5, 2.0), x).item() < 0.8
+    assert edge_ratio(x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)), x).item() > 1.5
+    half = x * 0.5                                      # half the contrast: half the RMS gradient
+    torch.testing.assert_close(edge_ratio(half, x), torch.full((1,), 0.5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="same shape"):
+        edge_ratio(x, x[..., :8, :8])

@@ -118,3 +118,15 @@ def test_bad_inputs_raise_clear_errors(real_judge):
         judges.fit_judge(real_judge, torch.zeros(4, 1, 28, 28), {"digit": torch.zeros(4, dtype=torch.long)})
     with pytest.raises(ValueError, match="label_head"):
         judges.Judge(1, 28, {"label": 10}, label_head="shape")
+
+
+def test_read_back_is_one_for_the_real_images_and_falls_for_blanks(real_judge):
+    test = load_dataset("synthetic-digits", "test", n=200, verbose=False)
+    same = judges.read_back(real_judge, test.images, test)
+    assert same["label"]["ratio"] == pytest.approx(1.0)
+    assert same["label"]["real"] == pytest.approx(judges.judge_accuracy(real_judge, test)["label"])
+    blank = judges.read_back(real_judge, torch.zeros_like(test.images), test)
+    # One image for all: the judge gives it one label, right for about a tenth of the images.
+    assert blank["label"]["reconstruction"] < 0.25 and blank["label"]["ratio"] < 0.3
+    with pytest.raises(ValueError, match="reconstructions"):
+        judges.read_back(real_judge, test.images[:10], test)

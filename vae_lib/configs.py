@@ -138,6 +138,11 @@ class TrainConfig(JsonConfig):
       the CPU or GPU has it natively). Off by default, because it changes the numbers: on an
       AVX512-BF16 CPU bf16 trained the CVAE 1.29x faster than its fp32 default and the StyleGAN-VAE
       1.7-1.9x; its effect on the ELBO is in benchmarks/README.md.
+
+    ``keep_checkpoints``: epochs after which a copy of the checkpoint is kept as
+    ``checkpoint-epoch<E>.pt``, so that variants of the run can branch from it
+    (``experiments.train_or_load(..., branch_from=...)``). It changes nothing that is trained:
+    it is left out of the run's hash and of the saved-config check.
     * ``compile``: ``torch.compile`` of the loss with the model inside; off by default (a
       compilation of up to minutes at the start, for 2 % on CVAE training on the CPU).
     * ``num_threads``: ``torch.set_num_threads`` for the process (None: torch's default, one per
@@ -147,7 +152,7 @@ class TrainConfig(JsonConfig):
     _nested: ClassVar[dict[str, type]] = {"beta": BetaConfig}
     # Where and how fast, not what is trained: a run may change them when it is resumed (the CLI does).
     runtime_fields: ClassVar[tuple[str, ...]] = ("device", "channels_last", "autocast", "compile", "num_threads",
-                                                 "checkpoint_every_seconds")
+                                                 "checkpoint_every_seconds", "keep_checkpoints")
 
     epochs: int = 50
     batch_size: int = 128
@@ -168,6 +173,7 @@ class TrainConfig(JsonConfig):
     compile: bool = False
     num_threads: int | None = None
     ema_half_life_images: float | None = None
+    keep_checkpoints: tuple[int, ...] = ()
 
     def __post_init__(self):
         t = "train."
@@ -192,6 +198,11 @@ class TrainConfig(JsonConfig):
         check_bool(t + "compile", self.compile)
         check_int(t + "num_threads", self.num_threads, minimum=1, optional=True)
         check_float(t + "ema_half_life_images", self.ema_half_life_images, minimum=0, exclusive=True, optional=True)
+        if isinstance(self.keep_checkpoints, (str, bytes)) or not hasattr(self.keep_checkpoints, "__iter__"):
+            raise ValueError(f"train.keep_checkpoints must be a list of epochs, got {self.keep_checkpoints!r}")
+        self.keep_checkpoints = tuple(self.keep_checkpoints)
+        for epoch in self.keep_checkpoints:
+            check_int(t + "keep_checkpoints[]", epoch, minimum=1)
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -202,6 +213,8 @@ class TrainConfig(JsonConfig):
 
 # name -> default of each TrainConfig field added after the first cached runs (see hash()).
 _LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0, "ema_half_life_images": None}
+# TrainConfig fields that never count in a run's hash: they change what is kept, not what is trained.
+UNHASHED_TRAIN_FIELDS = ("keep_checkpoints",)
 # model_kwargs that are counts or sizes, for either model: checked as integers >= 1 in the config
 # (so that `--set model_kwargs.z_dim=16.5` fails with the key, not deep inside torch).
 _INT_MODEL_KWARGS = ("z_dim", "num_classes", "embed_dim", "input_size", "max_channels", "mapping_layers", "w_dim")
@@ -291,6 +304,8 @@ class ExperimentConfig(JsonConfig):
         for name, default in _LATER_TRAIN_FIELDS.items():
             if data["train"].get(name) == default:
                 del data["train"][name]
+        for name in UNHASHED_TRAIN_FIELDS:
+            data["train"].pop(name, None)
         data_key = getattr(self, "_data_key", None)
         if data_key is not None:
             data["resolved_dataset"] = data_key
@@ -385,6 +400,10 @@ def _stylevae_smoke() -> ExperimentConfig:
     )
 
 
+# The epoch at which the CPU presets' perceptual variants switch their term on (notebook 07).
+PERCEPTUAL_SWITCH_EPOCH = 4
+
+
 def _stylevae_quick() -> ExperimentConfig:
     # 32 px: at 64 px a step costs 4x as much and the same minutes bought 19.7 dB at step 300 against
     # 23.8 dB at step 500 for 32 px (benchmarks/results/stylevae_learning.json). 20,000 shapes (rendered in
@@ -396,8 +415,10 @@ def _stylevae_quick() -> ExperimentConfig:
         # VGG19 features would cost more than the whole model at this size on a CPU: no perceptual term.
         loss_kwargs=dict(_CPU_STYLE_LOSS),
         n_train=20_000, n_test=512,
+        # The copy after epoch 4 is where notebook 07's perceptual variants branch off.
         train=TrainConfig(epochs=6, batch_size=32, lr=2e-3, lr_schedule="cosine", autocast="auto",
-                          ema_half_life_images=10_000.0, beta=BetaConfig("linear", 1.0, warmup_steps=100)),
+                          ema_half_life_images=10_000.0, beta=BetaConfig("linear", 1.0, warmup_steps=100),
+                          keep_checkpoints=(PERCEPTUAL_SWITCH_EPOCH,)),
     )
 
 
@@ -412,6 +433,42 @@ def _stylevae_full() -> ExperimentConfig:
         n_test=0,  # a plain image folder has no test split
         train=TrainConfig(epochs=100, batch_size=32, lr=2e-4, beta=BetaConfig("linear", 1.0, warmup_steps=10_000)),
     )
+
+
+# Perceptual-term weights of the CPU presets' variants (notebook 07, benchmarks/perceptual_quality.py), by features:
+# each puts the term at about the size of the calibrated pixel term's squared-error part at the switch epoch of
+# stylevae-quick (measured there; the card's 0.1 is for ImageNet VGG19 features and the MSE sum).
+PERCEPTUAL_VARIANT_WEIGHTS = {"judge": 1.0, "vgg19-random": 1.0, "vgg19-imagenet": 0.1}
+# Random VGG19 features up to relu2_2 only: at 32 px the deeper blocks see 8x8 and 4x4 maps and cost 3x more.
+PERCEPTUAL_VARIANT_LAYERS = {"vgg19-random": ("relu1_2", "relu2_2")}
+
+
+def perceptual_variant(config: ExperimentConfig, features: str, *, weight: float | None = None,
+                       layers: tuple[str, ...] | None = None, from_epoch: int | None = None) -> ExperimentConfig:
+    """``config`` (a StyleGAN-VAE run) with a perceptual term of ``features`` ("judge", "vgg19-random",
+    "vgg19-imagenet"; see ``vae_lib.perceptual``) switched on at ``from_epoch``.
+
+    ``from_epoch`` defaults to the first epoch ``config`` keeps a checkpoint of (``train.keep_checkpoints``),
+    so that the variant can branch from ``config``'s run there (``experiments.train_or_load(variant,
+    branch_from=config, branch_epoch=from_epoch)``) and repeat none of its first epochs; 0 (from scratch)
+    when it keeps none before its end. ``weight`` and ``layers`` default to ``PERCEPTUAL_VARIANT_WEIGHTS``
+    and ``PERCEPTUAL_VARIANT_LAYERS``. The name becomes ``<name>-<features>``."""
+    if config.model != "stylegan-vae":
+        raise ValueError(f"perceptual_variant needs a StyleGAN-VAE config, got model {config.model!r}")
+    if features not in PERCEPTUAL_VARIANT_WEIGHTS:
+        raise ValueError(f"features must be one of {', '.join(PERCEPTUAL_VARIANT_WEIGHTS)}, got {features!r}")
+    if from_epoch is None:
+        kept = [e for e in config.train.keep_checkpoints if e < config.train.epochs]
+        from_epoch = min(kept) if kept else 0
+    loss = {k: v for k, v in config.loss_kwargs.items() if k != "vgg_weights"}
+    loss.update(features=features, perceptual_from_epoch=from_epoch,
+                perceptual_weight=PERCEPTUAL_VARIANT_WEIGHTS[features] if weight is None else weight)
+    chosen = layers if layers is not None else PERCEPTUAL_VARIANT_LAYERS.get(features)
+    if chosen is not None:
+        loss["layers"] = list(chosen)
+    data = config.to_dict()
+    data.update(name=f"{config.name}-{features}", loss_kwargs=loss)
+    return ExperimentConfig.from_dict(data)
 
 
 PRESETS = {

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import ExperimentConfig, get_config
+from vae_lib.configs import UNHASHED_TRAIN_FIELDS, ExperimentConfig, get_config
 from vae_lib.distributed import rank_and_world_size
 from vae_lib.losses import CVAELoss, StyleVAELoss
 from vae_lib.models.cvae import CVAE
 from vae_lib.models.stylegan_vae import ConvolutionalVAE
 from vae_lib.runlock import remove_stale_temp_files, run_lock
 from vae_lib.runtime import runs_dir, seed_everything
-from vae_lib.train import Trainer
+from vae_lib.train import Trainer, kept_checkpoint_name, read_checkpoint
 from vae_lib.utils import atomic_write
 
 # The one registry: config.model -> (model class, loss class). Adding a model is one line here (and
@@ -97,7 +97,8 @@ def build_data(config: ExperimentConfig, split: str = "train", *, verbose: bool 
 
 
 def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = None, preset: str | None = None,
-                  verbose: bool = True) -> tuple[torch.nn.Module, dict, dict]:
+                  verbose: bool = True, *, branch_from: ExperimentConfig | None = None,
+                  branch_epoch: int | None = None) -> tuple[torch.nn.Module, dict, dict]:
     """Return ``(model, history, info)`` for ``config``, training only what is not on disk yet.
 
     Args:
@@ -115,6 +116,15 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
 
     The run folder is locked while this runs (``vae_lib.runlock``): a second process asking for
     the same folder fails at once with ``RunLockedError`` naming the holder's pid.
+
+    Branching (``branch_from``, ``branch_epoch`` E): ``config`` is the run ``branch_from`` would be
+    with other loss settings that act only from epoch E on (a perceptual term switched on at E,
+    say; the loss class's ``same_until`` decides). Then both runs are the same up to E, and this
+    one, when it has no checkpoint yet, starts from ``branch_from``'s copy kept after epoch E
+    (``train.keep_checkpoints``; ``branch_from`` is trained or resumed first when it keeps E and
+    has not got there) instead of from scratch: status "branched", and the same result as
+    training ``config`` from scratch (the resume is exact), for the epochs after E only. Without
+    that copy, or with E = 0, it trains from scratch (and says so when a copy was missing).
     """
     if isinstance(config, str):
         config = get_config(config, preset=preset)
@@ -140,6 +150,9 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
         if trainer.checkpoint_path.exists():
             trainer.load_checkpoint()
             status = "loaded" if trainer.target_reached() else "resumed"
+        elif branch_from is not None and (kept := _kept_checkpoint(branch_from, branch_epoch, config, say)):
+            trainer.load_checkpoint(kept)
+            status = "branched"
         else:
             status = "trained"
         _check_same_data(run_dir, recorded, data_key, status, say)
@@ -148,14 +161,17 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
             say(f"loaded finished run from {run_dir} ({trainer.epoch} epochs, {trainer.step} steps); "
                 f"trained on {describe_data(recorded)}")
         else:
-            say(f"resuming from epoch {trainer.epoch} (step {trainer.step}) in {run_dir}" if status == "resumed"
-                else f"training from scratch in {run_dir}")
+            if status == "branched":
+                say(f"branching from {kept} (epoch {trainer.epoch}, step {trainer.step}) into {run_dir}")
+            else:
+                say(f"resuming from epoch {trainer.epoch} (step {trainer.step}) in {run_dir}" if status == "resumed"
+                    else f"training from scratch in {run_dir}")
             _save_config(run_dir, config)
             train_data = build_data(config, "train", verbose=verbose)
             if data_key is not None and train_data.name != data_key["name"]:
                 raise RuntimeError(f"{config.dataset} resolved to {data_key['name']} for the run's name but loaded "
                                    f"{train_data.name}: the data on this machine changed meanwhile; run again")
-            if status == "trained" or recorded is None:
+            if status in ("trained", "branched") or recorded is None:
                 recorded = _save_data_record(run_dir, config, train_data, data_key)
             loader = train_data.loader(batch_size=config.train.batch_size, shuffle=True, device=trainer.device,
                                        seed=config.train.seed)
@@ -169,6 +185,38 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
             "epoch": trainer.epoch, "step": trainer.step, "seconds": time.perf_counter() - start,
             "data": recorded}
     return model, trainer.history, info
+
+
+def _kept_checkpoint(base: ExperimentConfig, epoch: int | None, config: ExperimentConfig, say) -> Path | None:
+    """The checkpoint ``config`` can branch from (see ``train_or_load``), or None (train from scratch)."""
+    if isinstance(base, str):
+        raise TypeError("branch_from takes an ExperimentConfig (get_config(...)), not a name")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"branch_epoch must be an epoch >= 0 with branch_from, got {epoch!r}")
+    mine, theirs = config.to_dict(), base.to_dict()
+    for name in UNHASHED_TRAIN_FIELDS:
+        mine["train"].pop(name, None), theirs["train"].pop(name, None)
+    loss_a, loss_b = mine.pop("loss_kwargs"), theirs.pop("loss_kwargs")
+    mine.pop("name"), theirs.pop("name")
+    if mine != theirs or not REGISTRY[config.model][1].same_until(loss_a, loss_b, epoch):
+        raise ValueError(f"{config.name} cannot branch from {base.name} at epoch {epoch}: the two runs must be "
+                         "the same but for loss settings that act from that epoch on (e.g. perceptual_from_epoch "
+                         f">= {epoch})")
+    if epoch == 0:      # nothing shared: the run starts from scratch
+        return None
+    if epoch >= config.train.epochs:
+        raise ValueError(f"branch_epoch {epoch} must be before the end of the run ({config.train.epochs} epochs)")
+    base_dir = default_run_dir(base, dataset_key(base))
+    path = base_dir / kept_checkpoint_name(epoch)
+    if not path.exists() and epoch in base.train.keep_checkpoints:
+        finished = base_dir / "checkpoint.pt"
+        if not finished.exists() or read_checkpoint(finished)["epoch"] < epoch:
+            train_or_load(base, verbose=say is print)
+    if path.exists():
+        return path
+    say(f"note: {base_dir} keeps no checkpoint of epoch {epoch} (train.keep_checkpoints), so {config.name} "
+        "trains from scratch")
+    return None
 
 
 def read_data_record(run_dir: str | Path) -> dict | None:
@@ -226,9 +274,15 @@ def _mention_legacy_run(config: ExperimentConfig, run_dir: Path, say) -> None:
 
 def _check_saved_config(run_dir: Path, config: ExperimentConfig) -> None:
     path = run_dir / CONFIG_NAME
-    if path.exists() and ExperimentConfig.read(path).to_dict() != config.to_dict():
+    if path.exists() and _without_unhashed(ExperimentConfig.read(path).to_dict()) != _without_unhashed(config.to_dict()):
         raise ValueError(f"{run_dir} holds a run of a different config (see {path}); pass another run_dir "
                          "or delete that folder to start again")
+
+
+def _without_unhashed(data: dict) -> dict:
+    for name in UNHASHED_TRAIN_FIELDS:
+        data["train"].pop(name, None)
+    return data
 
 
 def _save_config(run_dir: Path, config: ExperimentConfig) -> None:

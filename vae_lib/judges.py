@@ -229,6 +229,27 @@ def judge_accuracy(judge: Judge, data: ImageData, batch_size: int = PREDICT_BATC
     return {name: (predicted[name] == targets[name]).double().mean().item() for name in judge.heads_spec}
 
 
+def read_back(judge: Judge, images: torch.Tensor, reference: ImageData,
+              batch_size: int = PREDICT_BATCH) -> dict[str, dict[str, float]]:
+    """How much of each factor survives in ``images``, reconstructions of ``reference.images`` (same order
+    and value range): {head: {"real": accuracy on the real images, "reconstruction": accuracy on the
+    reconstructions (against the real images' labels), "ratio": reconstruction / real}}.
+
+    A ratio of 1: the judge reads the factor back as well as from the data; 1 / classes over the real
+    accuracy: no better than chance (a blob where a heart was reads as the most common shape)."""
+    if images.shape != reference.images.shape:
+        raise ValueError(f"images must be reconstructions of the reference's {tuple(reference.images.shape)} "
+                         f"images, got {tuple(images.shape)}")
+    real = judge_accuracy(judge, reference, batch_size)
+    predicted = judge.predict(images, reference.value_range, batch_size)
+    targets = targets_of(reference)
+    out = {}
+    for name in judge.heads_spec:
+        recon = (predicted[name] == targets[name]).double().mean().item()
+        out[name] = {"real": real[name], "reconstruction": recon, "ratio": recon / max(real[name], 1e-12)}
+    return out
+
+
 # ------------------------------------------------------------------------------- settings and cache
 @dataclass
 class JudgeSettings(JsonConfig):

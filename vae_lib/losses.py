@@ -99,6 +99,12 @@ class CVAELoss:
             "beta": torch.as_tensor(float(beta), device=nll.device),
         }
 
+    @classmethod
+    def same_until(cls, kwargs_a: dict, kwargs_b: dict, epoch: int) -> bool:
+        """Whether the losses built from ``kwargs_a`` and ``kwargs_b`` are the same in every epoch
+        before ``epoch`` (what ``train_or_load(..., branch_from=...)`` needs): here, equal settings."""
+        return dict(kwargs_a) == dict(kwargs_b)
+
     def __repr__(self) -> str:
         return f"CVAELoss(free_bits={self.free_bits})"
 
@@ -180,6 +186,25 @@ class StyleVAELoss:
                           f"{self.perceptual_from_epoch}) will try to download them. If this machine is "
                           f"offline, {how_to_get_weights()}, or pass vgg_weights=None for random "
                           "features.", UserWarning, stacklevel=2)
+
+    # The settings that act only from ``perceptual_from_epoch`` on (see ``same_until``).
+    PERCEPTUAL_SETTINGS = ("perceptual_weight", "perceptual_from_epoch", "vgg_weights", "features", "layers",
+                           "judge_seed")
+
+    @classmethod
+    def same_until(cls, kwargs_a: dict, kwargs_b: dict, epoch: int) -> bool:
+        """Whether the losses built from ``kwargs_a`` and ``kwargs_b`` are the same in every epoch
+        before ``epoch``: equal but for the perceptual settings, and the perceptual term off in both
+        until then (weight 0, or switched on at ``epoch`` or later). Then a run of one can branch
+        from a run of the other at ``epoch`` (``experiments.train_or_load(..., branch_from=...)``)."""
+        def rest(kwargs):
+            return {k: v for k, v in kwargs.items() if k not in cls.PERCEPTUAL_SETTINGS}
+
+        def off_before(kwargs):
+            weight = kwargs.get("perceptual_weight", DEFAULT_PERCEPTUAL_WEIGHT)
+            return weight == 0 or kwargs.get("perceptual_from_epoch", 20) >= epoch
+
+        return rest(kwargs_a) == rest(kwargs_b) and off_before(kwargs_a) and off_before(kwargs_b)
 
     def uses_perceptual(self, epoch: int) -> bool:
         return self.perceptual_weight > 0 and epoch >= self.perceptual_from_epoch

@@ -78,6 +78,11 @@ from vae_lib.schedules import build_schedule, lr_at
 from vae_lib.utils import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def kept_checkpoint_name(epoch: int) -> str:
+    """The file name of the copy of the checkpoint kept after ``epoch`` (``TrainConfig.keep_checkpoints``)."""
+    return f"checkpoint-epoch{epoch}.pt"
 # Keys of a step record that are counters, not terms to average.
 _COUNTERS = ("step", "epoch")
 
@@ -427,6 +432,8 @@ class Trainer:
         if self.run_dir is not None and (self.epoch % self.config.checkpoint_every_epochs == 0
                                          or self.target_reached(epochs)):
             self.save_checkpoint()
+        if self.run_dir is not None and self.epoch in self.config.keep_checkpoints:
+            self.save_checkpoint(self.kept_checkpoint_path(self.epoch))
 
     def _checkpoint_due(self) -> bool:
         every_steps, every_s = self.config.checkpoint_every_steps, self.config.checkpoint_every_seconds
@@ -616,6 +623,10 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self._seeded = True
+
+    def kept_checkpoint_path(self, epoch: int) -> Path | None:
+        """``run_dir/checkpoint-epoch<epoch>.pt``: the copy kept after that epoch (``keep_checkpoints``)."""
+        return None if self.run_dir is None else self.run_dir / kept_checkpoint_name(epoch)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write ``state_dict()`` atomically to ``path`` (default ``run_dir/checkpoint.pt``).
