@@ -92,6 +92,20 @@ def test_family_names_take_the_course_preset(monkeypatch):
         get_config("cvae-quick", preset="smoke")
 
 
+def test_one_family_name_other_spellings_are_normalised():
+    # The family is "stylevae"; the stored config.model stays "stylegan-vae" (it is in every run's hash).
+    assert get_config("stylegan-vae", preset="smoke").name == "stylevae-smoke"
+    assert get_config("StyleGAN_VAE-quick").name == "stylevae-quick"
+    assert get_config("ConvolutionalVAE", preset="full").name == "stylevae-full"
+    smoke = get_config("stylevae-smoke")
+    for spelling in ("stylevae", "stylegan_vae", "StyleVAE", "ConvolutionalVAE"):
+        config = apply_overrides(smoke, {"model": spelling})
+        assert config.model == "stylegan-vae" and config.hash() == smoke.hash()
+    assert ExperimentConfig(name="x", model="CVAE", dataset="mnist").model == "cvae"
+    with pytest.raises(ValueError, match="'stylevae', is stored as 'stylegan-vae'"):
+        ExperimentConfig(name="x", model="stylegan", dataset="shapes")
+
+
 def test_unknown_names_and_keys_are_clear_errors():
     with pytest.raises(ValueError, match="did you mean 'cvae-quick'"):
         get_config("cvae-quik")
