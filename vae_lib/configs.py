@@ -118,23 +118,42 @@ def _reject_unknown(cls, data: dict) -> None:
             raise ValueError(f"Unknown {cls.__name__} field {key!r}{hint}; fields: {', '.join(names)}")
 
 
+_DEFAULT_WARMUP_STEPS = 5000
+
+
 @dataclass
 class BetaConfig(JsonConfig):
     """The KL weight: ``kind`` 'constant' (beta), 'linear' (0 -> beta over ``warmup_steps``),
     or 'cyclical' (``n_cycles`` cycles over the run, rising during the first ``ratio`` of each).
-    ``beta`` is the constant value or the maximum."""
+    ``beta`` is the constant value or the maximum.
+
+    ``warmup_fraction``: the warm-up as a share in [0, 1] of the run's planned steps instead of a
+    count (``schedules.build_schedule`` resolves it, rounded to a whole step, once the run's length is
+    known). It excludes ``warmup_steps``: leave that at its default (or None); it is then stored as None.
+    """
 
     kind: str = "linear"
     beta: float = 1.0
-    warmup_steps: int = 5000  # ~10 MNIST epochs at batch 128
+    warmup_steps: int | None = _DEFAULT_WARMUP_STEPS  # ~10 MNIST epochs at batch 128
     n_cycles: int = 4
     ratio: float = 0.5
+    warmup_fraction: float | None = None
 
     def __post_init__(self):
         if self.kind not in BETA_KINDS:
             raise ValueError(f"Unknown beta kind {self.kind!r}: choose one of {', '.join(BETA_KINDS)}")
         check_float("train.beta.beta", self.beta, minimum=0)
-        check_int("train.beta.warmup_steps", self.warmup_steps, minimum=0)
+        check_float("train.beta.warmup_fraction", self.warmup_fraction, minimum=0, maximum=1, optional=True)
+        if self.warmup_fraction is not None:
+            if self.warmup_steps not in (None, _DEFAULT_WARMUP_STEPS):
+                raise ValueError(f"train.beta: give warmup_steps ({self.warmup_steps!r}) or warmup_fraction "
+                                 f"({self.warmup_fraction!r}), not both; set train.beta.warmup_steps=null "
+                                 "to use the fraction")
+            self.warmup_steps = None            # the fraction decides (one stored form, one hash)
+        elif self.warmup_steps is None:
+            raise ValueError("train.beta.warmup_steps is None: give it, or train.beta.warmup_fraction")
+        else:
+            check_int("train.beta.warmup_steps", self.warmup_steps, minimum=0)
         check_int("train.beta.n_cycles", self.n_cycles, minimum=1)
         check_float("train.beta.ratio", self.ratio, minimum=0, maximum=1, exclusive=True)
 
@@ -233,8 +252,9 @@ class TrainConfig(JsonConfig):
         return super().from_dict(data)
 
 
-# name -> default of each TrainConfig field added after the first cached runs (see hash()).
+# name -> default of each TrainConfig (BetaConfig) field added after the first cached runs (see hash()).
 _LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0, "ema_half_life_images": None}
+_LATER_BETA_FIELDS = {"warmup_fraction": None}
 # model_kwargs that are counts or sizes, for either model: checked as integers >= 1 in the config
 # (so that `--set model_kwargs.z_dim=16.5` fails with the key, not deep inside torch).
 _INT_MODEL_KWARGS = ("z_dim", "num_classes", "embed_dim", "input_size", "max_channels", "mapping_layers", "w_dim")
@@ -321,13 +341,15 @@ class ExperimentConfig(JsonConfig):
             self._data_key = None
 
     def _hashed_dict(self) -> dict:
-        """What ``hash()`` digests: the whole content, except that fields added to ``TrainConfig`` after
-        runs were cached (``_LATER_TRAIN_FIELDS``) count only when they differ from their defaults, so
+        """What ``hash()`` digests: the whole content, except that fields added to ``TrainConfig`` or
+        ``BetaConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``, ``_LATER_BETA_FIELDS``) count
+        only when they differ from their defaults, so
         those runs keep their directories; plus the resolved dataset when ``hash`` is given one."""
         data = self.to_dict()
-        for name, default in _LATER_TRAIN_FIELDS.items():
-            if data["train"].get(name) == default:
-                del data["train"][name]
+        for fields, defaults in ((data["train"], _LATER_TRAIN_FIELDS), (data["train"]["beta"], _LATER_BETA_FIELDS)):
+            for name, default in defaults.items():
+                if fields.get(name) == default:
+                    del fields[name]
         data_key = getattr(self, "_data_key", None)
         if data_key is not None:
             data["resolved_dataset"] = data_key
