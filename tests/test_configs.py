@@ -63,6 +63,8 @@ def test_hash_follows_the_content():
     del data["train"]["lr_schedule"]
     del data["train"]["checkpoint_every_seconds"]  # later fields too
     del data["train"]["ema_half_life_images"]
+    del data["train"]["beta"]["warmup_fraction"]
+    del data["train"]["keep_checkpoints"]          # never hashed: what is kept, not what is trained
     assert json.dumps(data, sort_keys=True) != json.dumps(base.to_dict(), sort_keys=True)
     assert base.hash() == hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
     # Key order inside a kwargs dict is not content.
@@ -90,6 +92,30 @@ def test_family_names_take_the_course_preset(monkeypatch):
         get_config("cvae", preset="huge")
     with pytest.raises(ValueError, match="family"):
         get_config("cvae-quick", preset="smoke")
+
+
+def test_one_family_name_other_spellings_are_normalised():
+    # The family is "stylevae"; the stored config.model stays "stylegan-vae" (it is in every run's hash).
+    assert get_config("stylegan-vae", preset="smoke").name == "stylevae-smoke"
+    assert get_config("StyleGAN_VAE-quick").name == "stylevae-quick"
+    assert get_config("ConvolutionalVAE", preset="full").name == "stylevae-full"
+    smoke = get_config("stylevae-smoke")
+    for spelling in ("stylevae", "stylegan_vae", "StyleVAE", "ConvolutionalVAE"):
+        config = apply_overrides(smoke, {"model": spelling})
+        assert config.model == "stylegan-vae" and config.hash() == smoke.hash()
+    assert ExperimentConfig(name="x", model="CVAE", dataset="mnist").model == "cvae"
+    with pytest.raises(ValueError, match="'stylevae', is stored as 'stylegan-vae'"):
+        ExperimentConfig(name="x", model="stylegan", dataset="shapes")
+
+
+def test_a_warmup_fraction_keeps_old_hashes_and_is_stored_alone():
+    config = get_config("cvae-quick")
+    assert "warmup_fraction" not in config._hashed_dict()["train"]["beta"]     # None: hashed as before
+    fraction = apply_overrides(config, {"train.beta.warmup_steps": None, "train.beta.warmup_fraction": 0.1})
+    assert fraction.train.beta.warmup_steps is None and fraction.hash() != config.hash()
+    assert ExperimentConfig.from_dict(fraction.to_dict()) == fraction
+    # The untouched default of warmup_steps gives way to a fraction.
+    assert get_config("cvae-full", **{"train.beta.warmup_fraction": 0.1}).train.beta.warmup_steps is None
 
 
 def test_unknown_names_and_keys_are_clear_errors():

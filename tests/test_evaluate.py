@@ -320,49 +320,6 @@ def test_psnr_bad_inputs():
         psnr(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
     with pytest.raises(ValueError, match="low < high"):
         psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), value_range=(1, 1))
-
-
-# ------------------------------------------------------------------------------------- style mixing
-class LinearMixer(nn.Module):
-    """A stand-in StyleGAN decoder: decode(z) = z as an image, mix(z1, z2, k) = (k/L) z1 + (1 - k/L) z2."""
-
-    num_style_layers = 4
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(()))     # a parameter, so that model_device finds one
-        self.noise_modes = set()
-
-    def decode(self, z, noise_mode=None):
-        self.noise_modes.add(noise_mode)
-        return z.view(-1, 1, 2, 2)
-
-    def mix(self, z1, z2, crossover, noise_mode=None):
-        t = crossover / self.num_style_layers
-        return self.decode(t * z1 + (1 - t) * z2, noise_mode)
-
-
-def test_mixing_influence_of_a_linear_mixer_is_the_squared_share():
-    from vae_lib.evaluate import mixing_influence
-
-    g = torch.Generator().manual_seed(0)
-    model = LinearMixer()
-    influence = mixing_influence(model, torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g))
-    # m_k - b = (k/L)(a - b) for every pair, so the ratio of the sums is (k/L)^2
-    assert influence.shape == (5,)
-    assert influence.tolist() == pytest.approx([(k / 4) ** 2 for k in range(5)])
-    assert model.noise_modes == {"const"} and model.training
-
-
-def test_mixing_influence_bad_inputs():
-    from vae_lib.evaluate import mixing_influence
-
-    with pytest.raises(ValueError, match="shapes"):
-        mixing_influence(LinearMixer(), torch.zeros(2, 4), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="identical"):
-        mixing_influence(LinearMixer(), torch.ones(2, 4), torch.ones(1, 4))
-
-
 def test_ssim_is_one_for_identical_images_and_lower_for_blur_than_for_equal_mse_noise():
     from torchvision.transforms.functional import gaussian_blur
 

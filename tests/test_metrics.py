@@ -121,16 +121,6 @@ def test_conditional_accuracy_per_class_and_confusion():
         metrics.conditional_accuracy(nn.Linear(1, 1), PixelJudge())
 
 
-def test_sample_images_draws_all_codes_first_and_follows_the_labels():
-    model = LabelPainter()
-    labels = torch.arange(10).repeat(3)
-    a = metrics.sample_images(model, 30, labels=labels, batch_size=7)
-    assert torch.equal(torch.cat(model.decoded_labels), labels)
-    assert torch.equal(a[:, 0, 0, 0], labels.float() / 10)
-    with pytest.raises(ValueError, match="needs labels"):
-        metrics.sample_images(model, 3)
-
-
 def test_model_fid_follows_the_protocol():
     from vae_lib.data import ImageData
 
@@ -257,3 +247,40 @@ def test_factor_transfer_checks_its_arguments():
 
     with pytest.raises(ValueError, match="texture"):
         metrics.factor_transfer(FactorModel(), NoTexture(), n=4)
+
+
+# ------------------------------------------------------------------------------------- style mixing
+class LinearMixer(nn.Module):
+    """A stand-in StyleGAN decoder: decode(z) = z as an image, mix(z1, z2, k) = (k/L) z1 + (1 - k/L) z2."""
+
+    num_style_layers = 4
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))     # a parameter, so that model_device finds one
+        self.noise_modes = set()
+
+    def decode(self, z, noise_mode=None):
+        self.noise_modes.add(noise_mode)
+        return z.view(-1, 1, 2, 2)
+
+    def mix(self, z1, z2, crossover, noise_mode=None):
+        t = crossover / self.num_style_layers
+        return self.decode(t * z1 + (1 - t) * z2, noise_mode)
+
+
+def test_mixing_influence_of_a_linear_mixer_is_the_squared_share():
+    g = torch.Generator().manual_seed(0)
+    model = LinearMixer()
+    influence = metrics.mixing_influence(model, torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g))
+    # m_k - b = (k/L)(a - b) for every pair, so the ratio of the sums is (k/L)^2
+    assert influence.shape == (5,)
+    assert influence.tolist() == pytest.approx([(k / 4) ** 2 for k in range(5)])
+    assert model.noise_modes == {"const"} and model.training
+
+
+def test_mixing_influence_bad_inputs():
+    with pytest.raises(ValueError, match="shapes"):
+        metrics.mixing_influence(LinearMixer(), torch.zeros(2, 4), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="identical"):
+        metrics.mixing_influence(LinearMixer(), torch.ones(2, 4), torch.ones(1, 4))

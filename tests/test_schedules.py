@@ -44,6 +44,30 @@ def test_build_schedule_from_config():
         build_schedule(BetaConfig(kind="cyclical"))
 
 
+def test_a_warmup_fraction_is_the_same_schedule_as_its_step_count():
+    by_steps = build_schedule(BetaConfig(kind="linear", beta=2.0, warmup_steps=469), total_steps=4690)
+    by_fraction = build_schedule(BetaConfig(kind="linear", beta=2.0, warmup_fraction=0.1), total_steps=4690)
+    assert by_fraction == by_steps and by_fraction.state_dict() == {"beta_max": 2.0, "warmup_steps": 469}
+    assert build_schedule(BetaConfig(warmup_fraction=0.0), total_steps=10)(0) == 1.0        # no warm-up
+    assert build_schedule(BetaConfig(warmup_fraction=1.0), total_steps=10).warmup_steps == 10
+    with pytest.raises(ValueError, match="needs total_steps"):
+        build_schedule(BetaConfig(warmup_fraction=0.1))
+    # A resumed run (its length not known yet) takes the resolved steps from the checkpoint's state.
+    assert build_schedule(BetaConfig(beta=2.0, warmup_fraction=0.1), saved=by_steps.state_dict()) == by_steps
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"warmup_fraction": 1.5}, "warmup_fraction must be a number in"),
+    ({"warmup_fraction": -0.1}, "warmup_fraction must be a number in"),
+    ({"warmup_fraction": "10%"}, "warmup_fraction must be a number"),
+    ({"warmup_fraction": 0.1, "warmup_steps": 469}, "give warmup_steps .* or warmup_fraction .*, not both"),
+    ({"warmup_steps": None}, "warmup_steps is None: give it, or train.beta.warmup_fraction"),
+])
+def test_bad_warmup_fractions_are_clear_errors(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BetaConfig(**fields)
+
+
 def test_state_round_trip_restores_the_same_values():
     original = CyclicalBeta(beta_max=3.0, total_steps=60, n_cycles=3, ratio=0.25)
     restored = CyclicalBeta()

@@ -183,7 +183,8 @@ def test_same_seed_reproduces_and_another_seed_differs():
 
 
 @pytest.mark.parametrize("beta", [BetaConfig(kind="linear", warmup_steps=4),
-                                  BetaConfig(kind="cyclical", n_cycles=2, ratio=0.5)])
+                                  BetaConfig(kind="cyclical", n_cycles=2, ratio=0.5),
+                                  BetaConfig(kind="linear", warmup_fraction=0.5)])   # 4 of the 8 steps
 def test_resume_from_an_epoch_checkpoint_is_exact(tmp_path, beta):
     straight = new_trainer(beta=beta)
     straight.fit(ShuffledLoader())

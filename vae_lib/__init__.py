@@ -7,12 +7,14 @@ reads every import and fails on one that points up)::
       coursesite                         markup); the offline course site
     widgets, exercises                   ipywidgets explorers; checks of the notebooks' exercises
     viz/                                 every figure (grids, curves, latents, style, features, scores, data)
-    experiments, evaluate, judges,       train_or_load; ELBO, IWAE, bits/dim, active units; judge classifiers;
-      metrics                            FID, conditional accuracy, factor transfer
+    experiments, evaluate, judges,       train_or_load and the model/loss registry; likelihood measures (ELBO,
+      metrics                            IWAE, bits/dim, active units); judge classifiers; sample scores (FID,
+                                         conditional accuracy, factor transfer, mixing influence)
     train, fastpaths, distributed, ema   one Trainer for every model; speed options; several processes; weight EMA
-    configs, schedules, losses,          config dataclasses and presets; beta schedules; likelihoods, KL,
-      perceptual                         the VGG19 perceptual loss
-    models/ (cvae, stylegan_vae)         tensors in, tensors out
+    configs, schedules, losses,          config dataclasses and presets; beta and lr schedules; likelihoods, KL,
+      perceptual                         the model losses; the VGG19 perceptual features
+    models/ (cvae, stylegan_vae,         tensors in, tensors out; sampling: codes from the prior, decoding
+      sampling)                          with truncation, samples per class
     nn/ (blocks, style)                  building blocks
     data/, envcheck                      datasets as ImageData, the in-memory loader; the environment check
     utils, runtime, allocator,           the ground floor, which imports nothing of vae_lib: evaluation_mode,

@@ -35,6 +35,7 @@ from vae_lib.checks import check_truncation_psi
 from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, get_config
 from vae_lib.data.errors import DatasetNotFoundError
 from vae_lib.ema import ema_model_state
+from vae_lib.models.sampling import sample_grid
 from vae_lib.runlock import RunLockedError, remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, runs_dir
 from vae_lib.train import CHECKPOINT_NAME, CheckpointError, HalfUpdatedError, NonFiniteLossError, read_checkpoint
@@ -324,13 +325,9 @@ def _limited(config: ExperimentConfig, split: str, n: int | None) -> ExperimentC
 
 def _write_samples(model, config: ExperimentConfig, path: Path, *, n: int, seed: int,
                    truncation_psi: float = 1.0) -> Path:
-    generator = torch.Generator().manual_seed(seed)
     # A conditional model: one row per class; otherwise an n x n grid.
-    y = torch.arange(model.num_classes).repeat_interleave(n) if model.conditional else None
-    count = len(y) if y is not None else n * n
-    with torch.no_grad():
-        images = model.sample(count, y, truncation_psi=truncation_psi, generator=generator, noise_mode="const")
-    return save_grid(images, path, nrow=n, value_range=model.data_range)
+    images, nrow = sample_grid(model, n, seed=seed, truncation_psi=truncation_psi, noise_mode="const")
+    return save_grid(images, path, nrow=nrow, value_range=model.data_range)
 
 
 def _write_curves(history: dict, path: Path) -> Path:

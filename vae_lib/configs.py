@@ -37,7 +37,21 @@ from vae_lib import runtime
 from vae_lib.models.stylegan_vae import MAPPING_GAIN_PRESERVING
 from vae_lib.checks import (check_bool, check_choice, check_device, check_float, check_int, check_str)
 
+# One family name (issue 10). The StyleGAN-VAE family is called "stylevae" wherever a name is chosen:
+# the presets (stylevae-smoke/quick/full), the family name for get_config and the CLI, the exercises'
+# topic, StyleVAELoss, StyleVAEExplorer. Three other spellings stay, each for a reason a rename would
+# not survive:
+# * "stylegan-vae", the value of ExperimentConfig.model: every cached run stores it in config.json and
+#   it is part of the run's hash (tests/test_configs.py KNOWN_HASHES), so renaming it would orphan runs/;
+# * models/stylegan_vae.py and its class ConvolutionalVAE: the design card's names, which notebooks import.
+# Whatever spelling a user gives (stylevae, stylegan_vae, StyleVAE, ConvolutionalVAE, ...) in a config's
+# model, a preset or family name, or on the command line is normalised by family_of() below.
 MODELS = ("cvae", "stylegan-vae")
+FAMILIES = ("cvae", "stylevae")
+FAMILY_MODEL = {"cvae": "cvae", "stylevae": "stylegan-vae"}     # family -> the stored config.model value
+# Spellings (lower case, without '-', '_' and spaces) -> the family.
+_FAMILY_SPELLINGS = {"cvae": "cvae", "stylevae": "stylevae", "styleganvae": "stylevae",
+                     "convolutionalvae": "stylevae"}
 BETA_KINDS = ("constant", "linear", "cyclical")
 AUTOCAST_MODES = (None, "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
@@ -76,6 +90,25 @@ class JsonConfig:
         return self.to_dict()
 
 
+def family_of(name) -> str | None:
+    """The family ("cvae" or "stylevae") that ``name`` spells, however it is spelled; None for no family."""
+    if not isinstance(name, str):
+        return None
+    return _FAMILY_SPELLINGS.get("".join(c for c in name.lower() if c not in "-_ "))
+
+
+def preset_name(name: str) -> str:
+    """A preset or family name with its family spelled the one way: "stylegan-vae-quick" -> "stylevae-quick",
+    "StyleGAN_VAE" -> "stylevae"; other names come back as they are."""
+    if not isinstance(name, str):
+        return name
+    if family_of(name) is not None:
+        return family_of(name)
+    head, _, size = name.rpartition("-")
+    family = family_of(head) if head else None
+    return f"{family}-{size}" if family is not None else name
+
+
 def _reject_unknown(cls, data: dict) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -85,23 +118,42 @@ def _reject_unknown(cls, data: dict) -> None:
             raise ValueError(f"Unknown {cls.__name__} field {key!r}{hint}; fields: {', '.join(names)}")
 
 
+_DEFAULT_WARMUP_STEPS = 5000
+
+
 @dataclass
 class BetaConfig(JsonConfig):
     """The KL weight: ``kind`` 'constant' (beta), 'linear' (0 -> beta over ``warmup_steps``),
     or 'cyclical' (``n_cycles`` cycles over the run, rising during the first ``ratio`` of each).
-    ``beta`` is the constant value or the maximum."""
+    ``beta`` is the constant value or the maximum.
+
+    ``warmup_fraction``: the warm-up as a share in [0, 1] of the run's planned steps instead of a
+    count (``schedules.build_schedule`` resolves it, rounded to a whole step, once the run's length is
+    known). It excludes ``warmup_steps``: leave that at its default (or None); it is then stored as None.
+    """
 
     kind: str = "linear"
     beta: float = 1.0
-    warmup_steps: int = 5000  # ~10 MNIST epochs at batch 128
+    warmup_steps: int | None = _DEFAULT_WARMUP_STEPS  # ~10 MNIST epochs at batch 128
     n_cycles: int = 4
     ratio: float = 0.5
+    warmup_fraction: float | None = None
 
     def __post_init__(self):
         if self.kind not in BETA_KINDS:
             raise ValueError(f"Unknown beta kind {self.kind!r}: choose one of {', '.join(BETA_KINDS)}")
         check_float("train.beta.beta", self.beta, minimum=0)
-        check_int("train.beta.warmup_steps", self.warmup_steps, minimum=0)
+        check_float("train.beta.warmup_fraction", self.warmup_fraction, minimum=0, maximum=1, optional=True)
+        if self.warmup_fraction is not None:
+            if self.warmup_steps not in (None, _DEFAULT_WARMUP_STEPS):
+                raise ValueError(f"train.beta: give warmup_steps ({self.warmup_steps!r}) or warmup_fraction "
+                                 f"({self.warmup_fraction!r}), not both; set train.beta.warmup_steps=null "
+                                 "to use the fraction")
+            self.warmup_steps = None            # the fraction decides (one stored form, one hash)
+        elif self.warmup_steps is None:
+            raise ValueError("train.beta.warmup_steps is None: give it, or train.beta.warmup_fraction")
+        else:
+            check_int("train.beta.warmup_steps", self.warmup_steps, minimum=0)
         check_int("train.beta.n_cycles", self.n_cycles, minimum=1)
         check_float("train.beta.ratio", self.ratio, minimum=0, maximum=1, exclusive=True)
 
@@ -211,8 +263,9 @@ class TrainConfig(JsonConfig):
         return super().from_dict(data)
 
 
-# name -> default of each TrainConfig field added after the first cached runs (see hash()).
+# name -> default of each TrainConfig (BetaConfig) field added after the first cached runs (see hash()).
 _LATER_TRAIN_FIELDS = {"lr_schedule": "constant", "checkpoint_every_seconds": 300.0, "ema_half_life_images": None}
+_LATER_BETA_FIELDS = {"warmup_fraction": None}
 # TrainConfig fields that never count in a run's hash: they change what is kept, not what is trained.
 UNHASHED_TRAIN_FIELDS = ("keep_checkpoints",)
 # model_kwargs that are counts or sizes, for either model: checked as integers >= 1 in the config
@@ -222,7 +275,8 @@ _INT_MODEL_KWARGS = ("z_dim", "num_classes", "embed_dim", "input_size", "max_cha
 
 @dataclass
 class ExperimentConfig(JsonConfig):
-    """One run: ``model`` ('cvae' | 'stylegan-vae') built with ``model_kwargs``, trained on
+    """One run: ``model`` ('cvae' | 'stylegan-vae', the stored value for the family 'stylevae'; other
+    spellings are normalised) built with ``model_kwargs``, trained on
     ``load_dataset(dataset, n=n_train, **dataset_kwargs)`` (evaluated on ``n_test`` test images;
     None: all, 0: none) with the model's loss built from ``loss_kwargs``."""
 
@@ -239,8 +293,11 @@ class ExperimentConfig(JsonConfig):
     n_test: int | None = None
 
     def __post_init__(self):
+        if self.model not in MODELS and family_of(self.model) is not None:
+            self.model = FAMILY_MODEL[family_of(self.model)]      # another spelling of the family
         if self.model not in MODELS:
-            raise ValueError(f"Unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+            raise ValueError(f"Unknown model {self.model!r}: choose one of {', '.join(MODELS)} "
+                             "(the StyleGAN-VAE family, 'stylevae', is stored as 'stylegan-vae')")
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
         check_str("dataset", self.dataset)
@@ -297,13 +354,15 @@ class ExperimentConfig(JsonConfig):
             self._data_key = None
 
     def _hashed_dict(self) -> dict:
-        """What ``hash()`` digests: the whole content, except that fields added to ``TrainConfig`` after
-        runs were cached (``_LATER_TRAIN_FIELDS``) count only when they differ from their defaults, so
+        """What ``hash()`` digests: the whole content, except that fields added to ``TrainConfig`` or
+        ``BetaConfig`` after runs were cached (``_LATER_TRAIN_FIELDS``, ``_LATER_BETA_FIELDS``) count
+        only when they differ from their defaults, so
         those runs keep their directories; plus the resolved dataset when ``hash`` is given one."""
         data = self.to_dict()
-        for name, default in _LATER_TRAIN_FIELDS.items():
-            if data["train"].get(name) == default:
-                del data["train"][name]
+        for fields, defaults in ((data["train"], _LATER_TRAIN_FIELDS), (data["train"]["beta"], _LATER_BETA_FIELDS)):
+            for name, default in defaults.items():
+                if fields.get(name) == default:
+                    del fields[name]
         for name in UNHASHED_TRAIN_FIELDS:
             data["train"].pop(name, None)
         data_key = getattr(self, "_data_key", None)
@@ -479,16 +538,17 @@ PRESETS = {
     "stylevae-quick": _stylevae_quick,
     "stylevae-full": _stylevae_full,
 }
-FAMILIES = ("cvae", "stylevae")
 
 
 def get_config(name: str, preset: str | None = None, **overrides) -> ExperimentConfig:
     """A fresh preset config: ``get_config("cvae-quick")``, or ``get_config("cvae", preset="quick")``.
 
     A family name alone ("cvae", "stylevae") takes the size from ``runtime.get_preset(preset)``,
-    i.e. ``$VAE_COURSE_PRESET`` when ``preset`` is None. ``overrides`` are dotted keys
+    i.e. ``$VAE_COURSE_PRESET`` when ``preset`` is None. Other spellings of a family ("stylegan-vae",
+    "stylegan-vae-quick") are normalised (``preset_name``). ``overrides`` are dotted keys
     (see ``apply_overrides``).
     """
+    name = preset_name(name)
     if name in FAMILIES:
         name = f"{name}-{runtime.get_preset(preset)}"
     elif preset is not None:

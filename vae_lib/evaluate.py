@@ -19,6 +19,9 @@ The metrics, for an image x with label c and the encoder q(z|x,c) = N(mu, diag(e
 * active units (Burda et al., 2016): unit u is active when A_u = Cov_x(E_q[z_u|x]) > 0.01.
 * PSNR (``psnr``, any image model): 10 log10(R^2 / MSE) per image, in dB, R the data range's width.
 
+Scores of a model's samples (FID, conditional accuracy, factor transfer, mixing influence) are in
+:mod:`vae_lib.metrics`, the judges that give them in :mod:`vae_lib.judges`.
+
 Usage::
 
     metrics = evaluate_model(model, test_data.loader(batch_size=256, shuffle=False), k=100)
@@ -33,7 +36,7 @@ from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from vae_lib.losses import kl_standard_normal, log_likelihood
-from vae_lib.utils import evaluation_mode, model_device
+from vae_lib.utils import evaluation_mode, model_device, standard_normal
 
 # Images decoded per forward pass inside the IWAE bound; bounds memory whatever k and the batch size.
 DEFAULT_DECODE_BUDGET = 1024
@@ -54,12 +57,6 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"Expected labels of shape ({x.shape[0]},), got shape {tuple(y.shape)}.")
 
 
-def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    # Draw on the generator's device, then move: a CPU generator gives the same numbers on any device.
-    device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-
-
 def _likelihood(model, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return log_likelihood(params, x, model.likelihood, sigma=getattr(model, "sigma", None))
 
@@ -72,7 +69,7 @@ def _importance_samples(model, x, y, mu, logvar, k, chunk_size, generator):
     q = Normal(mu, torch.exp(0.5 * logvar))
     # All the noise at once (k*B*z numbers, small next to the decoder's activations), so that the
     # result does not depend on chunk_size.
-    z = mu + q.scale * _randn((k, *mu.shape), mu, generator)                        # (k, B, z)
+    z = mu + q.scale * standard_normal((k, *mu.shape), mu, generator)                        # (k, B, z)
     log_prior_over_q = Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)    # (k, B)
     log_px = []
     for chunk in z.split(chunk_size):
@@ -203,39 +200,6 @@ def _range(value_range) -> tuple[float, float]:
     if not hi > lo:
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
     return lo, hi
-
-
-def mixing_influence(model, z_rows: torch.Tensor, z_cols: torch.Tensor, *,
-                     noise_mode: str | None = "const") -> torch.Tensor:
-    """How much of a style-mixed image the coarse code decides, for each crossover k = 0 .. L: (L + 1,).
-
-    For a StyleGAN-like model (``decode(z, noise_mode)``, ``mix(z1, z2, k, noise_mode)``,
-    ``num_style_layers`` L) and every pair of a row code z_rows[i] and a column code z_cols[j]
-    (z_rows (R, z), z_cols (K, z)): a = decode(z_rows[i]), b = decode(z_cols[j]),
-    m_k = mix(z_rows[i], z_cols[j], k) (layers [0, k) from the row's code). Returns
-
-        influence(k) = sum_ij ||m_k - b||^2 / sum_ij ||a - b||^2,
-
-    0 where the mixed images equal their column's (k = 0) and 1 where they equal their row's (k = L);
-    the rise between two crossovers is the share of the picture that the layers in between control
-    (it can overshoot 1 when mixed styles clash). ``noise_mode="const"`` fixes the noise injections.
-    Runs under ``evaluation_mode``.
-    """
-    if z_rows.ndim != 2 or z_cols.ndim != 2 or z_rows.shape[1] != z_cols.shape[1]:
-        raise ValueError(f"z_rows and z_cols must have shapes (R, z) and (K, z), got {tuple(z_rows.shape)} "
-                         f"and {tuple(z_cols.shape)}.")
-    device = model_device(model)
-    rows, cols = len(z_rows), len(z_cols)
-    z1 = z_rows.to(device).repeat_interleave(cols, 0)       # pair (i, j) at index i * K + j
-    z2 = z_cols.to(device).repeat(rows, 1)
-    with evaluation_mode(model):
-        b = model.decode(z2, noise_mode=noise_mode).double()
-        spread = (model.decode(z1, noise_mode=noise_mode).double() - b).pow(2).sum()
-        if spread == 0:
-            raise ValueError("The row and column codes decode to identical images: nothing to attribute.")
-        moved = [(model.mix(z1, z2, k, noise_mode=noise_mode).double() - b).pow(2).sum()
-                 for k in range(model.num_style_layers + 1)]
-    return (torch.stack(moved) / spread).cpu()
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD):

@@ -5,6 +5,12 @@
   the judge's penultimate feature space (the FID recipe of Heusel et al. 2017, with our judge in
   place of Inception, so the numbers are *not* comparable with published FIDs; only with each other).
 * :func:`factor_transfer`: on ``shapes``, which factors a style-mixed image takes from each source.
+* :func:`mixing_influence`: how much of a style-mixed image the coarse code decides, per crossover
+  (no judge: squared pixel distances).
+* :func:`sample_images`: the generated set (from :mod:`vae_lib.models.sampling`, re-exported here).
+
+The likelihood measures (ELBO, IWAE, bits per dim, active units) are in :mod:`vae_lib.evaluate`;
+the judges themselves in :mod:`vae_lib.judges`.
 
 FID protocol (fixed, so numbers compare across runs; :data:`FID_PROTOCOL`)
 --------------------------------------------------------------------------
@@ -32,6 +38,7 @@ import torch
 
 from vae_lib.data import ImageData
 from vae_lib.judges import PREDICT_BATCH, Judge
+from vae_lib.models.sampling import prior_codes, sample_images
 from vae_lib.utils import evaluation_mode, model_device
 
 FID_SAMPLES = 10_000
@@ -54,35 +61,6 @@ FINE_FACTORS = ("object_hue", "background_hue", "texture")
 # The split that the headline score of factor_transfer asks for: what a student can see.
 TRANSFER_COARSE = ("shape", "position_x", "position_y")
 TRANSFER_FINE = ("object_hue", "texture")
-
-
-# ------------------------------------------------------------------------------------------- samples
-def sample_images(model, n: int, *, labels=None, seed: int = FID_SEED, batch_size: int = PREDICT_BATCH,
-                  truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor:
-    """``n`` samples of ``model``, on the CPU: (n, C, H, W) in ``model.data_range``.
-
-    All n codes are drawn first, ``z = torch.randn(n, z_dim, generator=Generator().manual_seed(seed))``,
-    then decoded in batches, so the images do not depend on ``batch_size``:
-    ``model.decode(z, labels, truncation_psi=..., noise_mode=...)``. A conditional model
-    (``model.conditional``, the CVAE) needs ``labels`` ((n,) ints); the StyleGAN-VAE takes none.
-    """
-    if n < 1:
-        raise ValueError(f"n must be a positive number of samples, got {n}.")
-    if model.conditional:
-        if labels is None:
-            raise ValueError("A class-conditional model needs labels: one per sample.")
-        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-        if labels.numel() != n:
-            raise ValueError(f"Got {labels.numel()} labels for {n} samples.")
-    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))
-    device, out = model_device(model), []
-    with evaluation_mode(model):
-        for start in range(0, n, batch_size):
-            chunk = z[start:start + batch_size].to(device)
-            y = labels[start:start + batch_size].to(device) if labels is not None else None
-            with torch.no_grad():
-                out.append(model.decode(chunk, y, noise_mode=noise_mode, truncation_psi=truncation_psi).cpu())
-    return torch.cat(out)
 
 
 # --------------------------------------------------------------------------- conditional accuracy
@@ -234,8 +212,8 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
         z1, z2 = codes[:n], codes[n:]
     else:
         generator = torch.Generator().manual_seed(seed)
-        z1 = torch.randn(n, model.z_dim, generator=generator)
-        z2 = torch.randn(n, model.z_dim, generator=generator)
+        z1 = prior_codes(n, model.z_dim, generator=generator)
+        z2 = prior_codes(n, model.z_dim, generator=generator)
     value_range = _range(model, None)
 
     def judged(make) -> dict[str, torch.Tensor]:
@@ -276,6 +254,40 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     return table
 
 
+# ---------------------------------------------------------------------------------- mixing influence
+def mixing_influence(model, z_rows: torch.Tensor, z_cols: torch.Tensor, *,
+                     noise_mode: str | None = "const") -> torch.Tensor:
+    """How much of a style-mixed image the coarse code decides, for each crossover k = 0 .. L: (L + 1,).
+
+    For a StyleGAN-like model (``decode(z, noise_mode)``, ``mix(z1, z2, k, noise_mode)``,
+    ``num_style_layers`` L) and every pair of a row code z_rows[i] and a column code z_cols[j]
+    (z_rows (R, z), z_cols (K, z)): a = decode(z_rows[i]), b = decode(z_cols[j]),
+    m_k = mix(z_rows[i], z_cols[j], k) (layers [0, k) from the row's code). Returns
+
+        influence(k) = sum_ij ||m_k - b||^2 / sum_ij ||a - b||^2,
+
+    0 where the mixed images equal their column's (k = 0) and 1 where they equal their row's (k = L);
+    the rise between two crossovers is the share of the picture that the layers in between control
+    (it can overshoot 1 when mixed styles clash). ``noise_mode="const"`` fixes the noise injections.
+    Runs under ``evaluation_mode``.
+    """
+    if z_rows.ndim != 2 or z_cols.ndim != 2 or z_rows.shape[1] != z_cols.shape[1]:
+        raise ValueError(f"z_rows and z_cols must have shapes (R, z) and (K, z), got {tuple(z_rows.shape)} "
+                         f"and {tuple(z_cols.shape)}.")
+    device = model_device(model)
+    rows, cols = len(z_rows), len(z_cols)
+    z1 = z_rows.to(device).repeat_interleave(cols, 0)       # pair (i, j) at index i * K + j
+    z2 = z_cols.to(device).repeat(rows, 1)
+    with evaluation_mode(model):
+        b = model.decode(z2, noise_mode=noise_mode).double()
+        spread = (model.decode(z1, noise_mode=noise_mode).double() - b).pow(2).sum()
+        if spread == 0:
+            raise ValueError("The row and column codes decode to identical images: nothing to attribute.")
+        moved = [(model.mix(z1, z2, k, noise_mode=noise_mode).double() - b).pow(2).sum()
+                 for k in range(model.num_style_layers + 1)]
+    return (torch.stack(moved) / spread).cpu()
+
+
 def best_crossover(table: dict[int, dict]) -> int:
     """The crossover k of a :func:`factor_transfer` table with the highest ``as_expected``."""
     scored = {k: row["as_expected"] for k, row in table.items() if not math.isnan(row["as_expected"])}
@@ -292,4 +304,4 @@ def _nanmean(values: list[float]) -> float:
 __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "TRANSFER_COARSE",
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
-           "judge_fid", "model_fid", "sample_images"]
+           "judge_fid", "mixing_influence", "model_fid", "sample_images"]

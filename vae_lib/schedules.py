@@ -12,7 +12,9 @@ Each schedule is a small dataclass whose value is a pure function of the optimiz
   the run is cut into ``n_cycles`` cycles; in each, beta rises linearly from 0 to beta_max over
   the first ``ratio`` of the cycle and stays at beta_max for the rest.
 
-``build_schedule(config, total_steps)`` makes one from a ``configs.BetaConfig``.
+``build_schedule(config, total_steps)`` makes one from a ``configs.BetaConfig``; it is also the one
+place where a warm-up given as a fraction of the run (``warmup_fraction``) becomes a step count
+(``warmup_steps_of``).
 
 Learning-rate schedules (``TrainConfig.lr_schedule``) are the pure function
 ``lr_at(step, total_steps, base_lr, kind)``, which the Trainer calls once per step:
@@ -113,12 +115,28 @@ class CyclicalBeta(BetaSchedule):
         return self.beta_max * min(1.0, tau / self.ratio)
 
 
-def build_schedule(config: BetaConfig, total_steps: int | None = None) -> BetaSchedule:
-    """The schedule a ``BetaConfig`` describes; ``total_steps`` (the run's length) is needed for 'cyclical'."""
+def warmup_steps_of(config: BetaConfig, total_steps: int | None = None) -> int:
+    """The KL warm-up in steps: ``config.warmup_steps``, or ``round(warmup_fraction * total_steps)``."""
+    if config.warmup_fraction is None:
+        return config.warmup_steps
+    if total_steps is None:
+        raise ValueError(f"a warm-up given as a fraction of the run (warmup_fraction={config.warmup_fraction}) "
+                         "needs total_steps (the run's planned optimizer steps: a loader with a length, or "
+                         "max_steps)")
+    return round(config.warmup_fraction * total_steps)
+
+
+def build_schedule(config: BetaConfig, total_steps: int | None = None, *,
+                   saved: dict | None = None) -> BetaSchedule:
+    """The schedule a ``BetaConfig`` describes; ``total_steps`` (the run's length) is needed for 'cyclical'
+    and for a warm-up given as ``warmup_fraction``. ``saved``: the ``state_dict`` of the schedule a
+    checkpoint holds, when a run is resumed before its length is known; it carries the warm-up's steps."""
     if config.kind == "constant":
         return ConstantBeta(config.beta)
     if config.kind == "linear":
-        return LinearWarmup(config.beta, config.warmup_steps)
+        if saved is not None and total_steps is None and "warmup_steps" in saved:
+            return LinearWarmup(config.beta, saved["warmup_steps"])
+        return LinearWarmup(config.beta, warmup_steps_of(config, total_steps))
     if config.kind == "cyclical":
         if total_steps is None:
             raise ValueError("a cyclical beta schedule needs total_steps (the run's number of optimizer steps)")

@@ -498,11 +498,12 @@ class Trainer:
             self._half_updated = True
             raise
 
-    def _beta_schedule(self, total_steps: int | None = None) -> Callable[[int], float]:
+    def _beta_schedule(self, total_steps: int | None = None, saved: dict | None = None) -> Callable[[int], float]:
         """``self.schedule``, built from ``config.beta`` (the one place that builds it) if none was given;
-        ``total_steps``: the run's length, which a cyclical schedule needs."""
+        ``total_steps``: the run's length, which a cyclical schedule and a warm-up fraction need;
+        ``saved``: a checkpoint's schedule state (``schedules.build_schedule``)."""
         if self.schedule is None:
-            self.schedule = build_schedule(self.config.beta, total_steps)
+            self.schedule = build_schedule(self.config.beta, total_steps, saved=saved)
         return self.schedule
 
     def _set_lr(self) -> float:
@@ -613,7 +614,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self._half_updated = False
         if state["schedule"] is not None:
-            self._beta_schedule(state["schedule"].get("total_steps")).load_state_dict(state["schedule"])
+            saved = state["schedule"]
+            self._beta_schedule(saved.get("total_steps"), saved).load_state_dict(saved)
         self.step, self.epoch = state["step"], state["epoch"]
         self.history = state["history"]
         self._loader_state = state["loader"]

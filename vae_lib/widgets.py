@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from vae_lib.models.sampling import decode_latents, prior_codes
 from vae_lib.utils import rescale
-from vae_lib.viz import decode_latents, value_range_of
+from vae_lib.viz import value_range_of
 
 SLIDER_RANGE = 3.0     # z sliders span [-3, 3]: almost all of N(0, 1)
 
@@ -70,8 +71,8 @@ def stylevae_image(model, z1, z2, crossover: int, truncation_psi: float = 1.0, *
                          model.data_range)
         if not with_sources:
             return mixed
-        sources = [to_uint8(model.decode(z, truncation_psi=truncation_psi, noise_mode="const").cpu(),
-                            model.data_range) for z in (z1, z2)]
+        sources = [to_uint8(decode_latents(model, z, truncation_psi=truncation_psi), model.data_range)
+                   for z in (z1, z2)]
     gap = np.full((mixed.shape[0], 2, 3), 255, dtype=np.uint8)
     return np.concatenate([sources[0], gap, mixed, gap, sources[1]], axis=1)
 
@@ -103,7 +104,7 @@ class CVAEExplorer(_Explorer):
     def __init__(self, model, *, class_names=None, num_sliders: int = 4, seed: int = 0, scale: int = 6):
         self.model, self.scale = model, scale
         self.generator = torch.Generator().manual_seed(seed)
-        self.z = torch.randn(model.z_dim, generator=self.generator)
+        self.z = prior_codes(1, model.z_dim, generator=self.generator)[0]
         names = class_names if class_names is not None else [str(c) for c in range(model.num_classes)]
         if len(names) != model.num_classes:
             raise ValueError(f"Got {len(names)} class names for {model.num_classes} classes.")
@@ -133,7 +134,7 @@ class CVAEExplorer(_Explorer):
 
     def randomize(self, *_) -> None:
         """Draw a new z ~ N(0, I); the sliders jump to its first dimensions (clipped to their range)."""
-        self.z = torch.randn(self.model.z_dim, generator=self.generator)
+        self.z = prior_codes(1, self.model.z_dim, generator=self.generator)[0]
         self._quiet = True
         try:
             for d, slider in enumerate(self.sliders):
@@ -154,8 +155,8 @@ class StyleVAEExplorer(_Explorer):
     def __init__(self, model, *, seed: int = 0, scale: int = 3):
         self.model, self.scale = model, scale
         self.generator = torch.Generator().manual_seed(seed)
-        self.z1 = torch.randn(model.z_dim, generator=self.generator)
-        self.z2 = torch.randn(model.z_dim, generator=self.generator)
+        self.z1 = prior_codes(1, model.z_dim, generator=self.generator)[0]
+        self.z2 = prior_codes(1, model.z_dim, generator=self.generator)[0]
         layers = model.num_style_layers
         self.crossover = W.IntSlider(value=layers // 2, min=0, max=layers, description="crossover",
                                      continuous_update=True)
@@ -182,7 +183,7 @@ class StyleVAEExplorer(_Explorer):
 
     def new_source(self, which: int) -> None:
         """Draw a new code for source 1 or 2."""
-        z = torch.randn(self.model.z_dim, generator=self.generator)
+        z = prior_codes(1, self.model.z_dim, generator=self.generator)[0]
         if which == 1:
             self.z1 = z
         else:

@@ -14,4 +14,6 @@
 
 The card's API stays: ``recon_x, mu, logvar = model(x)`` (``model(x, y)`` for the CVAE).
 ``vae_lib.experiments.REGISTRY`` maps each config name to its model and loss classes.
+``vae_lib.models.sampling`` holds every sampling helper above a model's own ``sample``: codes from the
+prior, decoding in batches with truncation, samples per class, the CLI's grid.
 """

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from vae_lib.utils import evaluation_mode, model_device
+from vae_lib.models.sampling import class_samples
 
 DPI = 80
 PADDING = 2          # pixels between the tiles of a grid (torchvision's default)
@@ -132,16 +132,14 @@ def class_conditional_samples(model, num_classes: int | None = None, n_per_class
                               class_names=None, *, value_range=None, dpi: int = DPI) -> Figure:
     """``n_per_class`` samples x ~ p(x|z,c), z ~ N(0, I), for each class c: one labelled row per class.
 
-    ``model.sample(len(y), y, generator=...)`` makes the images; ``num_classes`` defaults to
+    ``model.sample(len(y), y, generator=...)`` makes the images (``models.sampling.class_samples``); ``num_classes`` defaults to
     ``model.num_classes`` and ``value_range`` to ``model.data_range``. The same ``seed`` gives the
     same figure.
     """
     num_classes = num_classes if num_classes is not None else model.num_classes
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
-    y = torch.arange(num_classes, device=model_device(model)).repeat_interleave(n_per_class)
-    with evaluation_mode(model):
-        images = model.sample(len(y), y, generator=torch.Generator().manual_seed(seed))
+    images = class_samples(model, n_per_class, num_classes=num_classes, seed=seed)
     array = grid_array(images, n_per_class, value_range_of(model, value_range))
     return grid_figure([array], title="samples per class, z ~ N(0, I)", dpi=dpi,
                        row_labels=[str(name) for name in (class_names or range(num_classes))],
@@ -165,9 +163,7 @@ def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_nam
         raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
     rows = []
     for model in models.values():
-        y = torch.arange(num_classes, device=model_device(model)).repeat_interleave(n_per_class)
-        with evaluation_mode(model):
-            rows.append(model.sample(len(y), y, generator=torch.Generator().manual_seed(seed)).cpu())
+        rows.append(class_samples(model, n_per_class, num_classes=num_classes, seed=seed))
     images = torch.cat(rows)
     columns = num_classes * n_per_class
     fig = grid_figure([grid_array(images, columns, value_range_of(first, value_range))],

@@ -8,7 +8,8 @@ class, and how many dimensions a model uses (KL per dimension, active units).
 * :func:`kl_per_dimension`, :func:`latent_usage_per_run`: which dimensions carry information.
 
 Models: a CVAE (``decode(z, y)``, ``num_classes``) or the StyleGAN-VAE (``decode(z, noise_mode)``).
-StyleGAN images are decoded with constant noise, so a figure depends only on its codes.
+StyleGAN images are decoded with constant noise, so a figure depends only on its codes
+(``vae_lib.models.sampling.decode_latents``, re-exported here and as ``viz.decode_latents``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vae_lib.models.sampling import decode_latents, prior_codes
 from vae_lib.utils import evaluation_mode, model_device
 from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, grid_array, grid_figure, label_columns, tile_centres,
                                value_range_of)
@@ -25,32 +27,10 @@ from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, grid_array, grid_f
 TRAVERSAL_VALUES = tuple(np.linspace(-3.0, 3.0, 7).tolist())
 
 
-# ------------------------------------------------------------------------------------------- decoding
-def decode_latents(model, z: torch.Tensor, label=None, *, noise_mode: str = "const") -> torch.Tensor:
-    """Images for codes z (B, z_dim) on the CPU, in the model's data range, no gradients.
-
-    A CVAE needs ``label``: one int for every row, or a (B,) tensor. The StyleGAN-VAE ignores it
-    and decodes with ``noise_mode`` ("const": the same image for the same z every time).
-    """
-    z = torch.as_tensor(z, dtype=torch.float32)
-    z = z[None] if z.ndim == 1 else z
-    if z.ndim != 2 or z.shape[1] != model.z_dim:
-        raise ValueError(f"z must have shape (B, {model.z_dim}) or ({model.z_dim},), got {tuple(z.shape)}.")
-    device = model_device(model)
-    with evaluation_mode(model):
-        if model.conditional:
-            if label is None:
-                raise ValueError("A class-conditional model needs a label (an int, or one per row of z).")
-            y = torch.as_tensor(label, dtype=torch.long).to(device)
-            y = y.expand(z.shape[0]) if y.ndim == 0 else y
-            return model.decode(z.to(device), y).cpu()
-        return model.decode(z.to(device), noise_mode=noise_mode).cpu()
-
-
 def _latent(model, z, seed: int) -> torch.Tensor:
     """One code (z_dim,): the given one, or z ~ N(0, I) from ``seed``."""
     if z is None:
-        return torch.randn(model.z_dim, generator=torch.Generator().manual_seed(seed))
+        return prior_codes(1, model.z_dim, seed=seed)[0]
     z = torch.as_tensor(z, dtype=torch.float32).reshape(-1)
     if z.numel() != model.z_dim:
         raise ValueError(f"z must have {model.z_dim} entries, got {z.numel()}.")
@@ -202,7 +182,7 @@ def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, see
         raise ValueError("class_swap needs a class-conditional model (model.conditional).")
     classes = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
     if z is None:
-        z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))
+        z = prior_codes(n, model.z_dim, seed=seed)
     z = torch.as_tensor(z, dtype=torch.float32)
     z = z[None] if z.ndim == 1 else z
     rows = z.shape[0]

@@ -5,7 +5,7 @@ noise, the synthesis resolution by resolution, and style mixing.
 * :func:`truncation_grid`: the same z at several truncation psi.
 * :func:`noise_variation`, :func:`synthesis_ladder`: the noise injections; the synthesis block by block.
 * :func:`layer_swap_grid`, :func:`style_mixing_grid`: what the styles of each layer control.
-* :func:`mixing_influence_curves`: ``evaluate.mixing_influence`` against the crossover.
+* :func:`mixing_influence_curves`: ``metrics.mixing_influence`` against the crossover.
 
 Images are in the StyleGAN-VAE's range, (-1, 1), unless ``value_range`` says otherwise.
 """
@@ -196,7 +196,7 @@ def style_mixing_grid(model, z_rows, z_cols, crossover: int, *, value_range=IMAG
 
 def mixing_influence_curves(influences: dict, layer_resolutions=None, *, log_scale: bool = False,
                             dpi: int = DPI) -> Figure:
-    """One curve per model of ``evaluate.mixing_influence``: how much of a style-mixed image the
+    """One curve per model of ``metrics.mixing_influence``: how much of a style-mixed image the
     row's (coarse) code decides, against the crossover k = 0 .. L.
 
     influences: {name: (L + 1,) values}. ``layer_resolutions`` (L,), e.g. ``synthesis.layer_resolutions``,
