@@ -284,3 +284,27 @@ def test_mixing_influence_bad_inputs():
         metrics.mixing_influence(LinearMixer(), torch.zeros(2, 4), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="identical"):
         metrics.mixing_influence(LinearMixer(), torch.ones(2, 4), torch.ones(1, 4))
+
+
+def test_reconstruction_scores_of_a_perfect_and_of_a_mean_model():
+    from vae_lib.data import load_dataset
+    from vae_lib.judges import judge_for
+
+    data = load_dataset("shapes", "test", n=16, size=32, verbose=False)
+
+    class Copy(nn.Module):                       # reconstructs every image exactly
+        def __init__(self, value=None):
+            super().__init__()
+            self.w, self.value = nn.Parameter(torch.zeros(())), value
+
+        def reconstruct(self, x):
+            return x if self.value is None else self.value.expand_as(x)
+
+    judge = judge_for(data, width=4, hidden=8).eval()
+    perfect = metrics.reconstruction_scores(Copy(), data, judge)
+    assert perfect["psnr_db"] == float("inf") and perfect["ssim"] == pytest.approx(1.0)
+    assert perfect["edge_ratio"] == pytest.approx(1.0)
+    assert all(ratio == pytest.approx(1.0) for ratio in perfect["read_back"].values())
+    mean = metrics.reconstruction_scores(Copy(data.images.mean(0, keepdim=True)), data)
+    assert mean["edge_ratio"] < 0.5 and mean["ssim"] < 0.5 and 5 < mean["psnr_db"] < 30
+    assert "read_back" not in mean

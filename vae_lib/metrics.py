@@ -7,6 +7,8 @@
 * :func:`factor_transfer`: on ``shapes``, which factors a style-mixed image takes from each source.
 * :func:`mixing_influence`: how much of a style-mixed image the coarse code decides, per crossover
   (no judge: squared pixel distances).
+* :func:`reconstruction_scores`: PSNR, SSIM, sharpness and the judge's read-back of each factor, for
+  a model's reconstructions of a test set (the measures of notebook 07).
 * :func:`sample_images`: the generated set (from :mod:`vae_lib.models.sampling`, re-exported here).
 
 The likelihood measures (ELBO, IWAE, bits per dim, active units) are in :mod:`vae_lib.evaluate`;
@@ -37,7 +39,8 @@ import math
 import torch
 
 from vae_lib.data import ImageData
-from vae_lib.judges import PREDICT_BATCH, Judge
+from vae_lib.evaluate import edge_ratio, psnr, ssim
+from vae_lib.judges import PREDICT_BATCH, Judge, read_back
 from vae_lib.models.sampling import prior_codes, sample_images
 from vae_lib.utils import evaluation_mode, model_device
 
@@ -305,3 +308,29 @@ __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FA
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
            "judge_fid", "mixing_influence", "model_fid", "sample_images"]
+
+
+def reconstructions(model, data: ImageData, batch_size: int = 128) -> torch.Tensor:
+    """``model.reconstruct`` of every image of ``data`` (decode of the posterior mean; constant noise for
+    a StyleGAN-VAE), in batches, on the CPU: (N, C, H, W) in the model's (and data's) range."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([model.reconstruct(x.to(device)).float().cpu() for x in data.images.split(batch_size)])
+
+
+def reconstruction_scores(model, data: ImageData, judge: Judge | None = None, *,
+                          images: torch.Tensor | None = None) -> dict:
+    """How well ``model`` reconstructs ``data`` (a held-out set), by measures no loss optimises directly.
+
+    Returns means over the images: ``psnr_db`` (dB), ``ssim`` (1: identical), ``edge_ratio`` (the RMS
+    image gradient of the reconstructions over the real images': < 1 blurrier), and with a ``judge``
+    ``read_back``: {factor: reconstruction accuracy / real accuracy} (``judges.read_back``). ``images``:
+    reconstructions already computed (``reconstructions(model, data)``)."""
+    recon = reconstructions(model, data) if images is None else images
+    real = data.images
+    scores = {"psnr_db": psnr(recon, real, data.value_range).mean().item(),
+              "ssim": ssim(recon, real, data.value_range).mean().item(),
+              "edge_ratio": edge_ratio(recon, real).mean().item()}
+    if judge is not None:
+        scores["read_back"] = {name: r["ratio"] for name, r in read_back(judge, recon, data).items()}
+    return scores
