@@ -11,8 +11,9 @@ reads every import and fails on one that points up)::
       metrics                            FID, conditional accuracy, factor transfer
     train, fastpaths, distributed, ema   one Trainer for every model; speed options; several processes; weight EMA
     configs, schedules, losses,          config dataclasses and presets; beta schedules; likelihoods, KL,
-      perceptual                         the VGG19 perceptual loss
-    models/ (cvae, stylegan_vae)         tensors in, tensors out
+      perceptual                         perceptual distances (VGG19 ImageNet or random, the judge's features)
+    models/ (cvae, stylegan_vae,         tensors in, tensors out; the judges' classifier network
+      classifier)
     nn/ (blocks, style)                  building blocks
     data/, envcheck                      datasets as ImageData, the in-memory loader; the environment check
     utils, runtime, allocator,           the ground floor, which imports nothing of vae_lib: evaluation_mode,

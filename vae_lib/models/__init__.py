@@ -14,4 +14,7 @@
 
 The card's API stays: ``recon_x, mu, logvar = model(x)`` (``model(x, y)`` for the CVAE).
 ``vae_lib.experiments.REGISTRY`` maps each config name to its model and loss classes.
+
+``classifier`` is not a VAE: it holds the judges' network (``Judge``; trained and cached by
+``vae_lib.judges``), here so that the perceptual loss can use a judge's conv blocks as features.
 """
