@@ -112,3 +112,45 @@ def test_the_perceptual_check_leaves_the_global_rng_alone():
     after = torch.rand(3)
     torch.manual_seed(123)
     assert torch.equal(after, torch.rand(3))
+
+
+# ---- pick the layers (notebook 07): the distance ranks a 1-px shift closer than a blur ----------------
+def test_pick_layers_reference_passes_and_says_what_it_measured(capsys):
+    assert ex.check_pick_layers(ex.solution_pick_layers) is True
+    out = capsys.readouterr().out
+    assert "relu4_4 (vgg19-random)" in out and "rank the shift closer" in out
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda available: ("relu1_2",), "rank the blur closer, as pixel MSE does"),
+    (lambda available: ("relu1_1", "relu4_4"), "rank the blur closer"),
+    (lambda available: "relu4_4", "return a tuple of names, e.g. \\('relu4_4',\\)"),
+    (lambda available: ("relu6_1",), "out of relu1_1, relu1_2"),
+    (lambda available: (), "non-empty tuple"),
+])
+def test_pick_layers_shallow_or_malformed_answers_fail_with_a_hint(answer, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ex.check_pick_layers(answer)
+
+
+def test_pick_layers_offers_the_layers_of_the_features_given(capsys):
+    from vae_lib.models.classifier import Judge
+    from vae_lib.perceptual import feature_distance
+
+    torch.manual_seed(0)
+    judge = Judge(3, 32, {"shape": 3}, (-1.0, 1.0), width=4, hidden=8, label_head="shape").eval()
+    seen = []
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    try:
+        ex.check_pick_layers(lambda available: seen.append(available) or available[:1],
+                             features=feature_distance("judge", judge=judge), images=images)
+    except ExerciseError as error:          # an untrained judge: either ranking may come out
+        assert "block1 (judge)" in str(error)
+    assert seen == [("block1", "block2", "block3")]
+
+
+def test_pick_layers_stub_is_not_done_yet(capsys):
+    def stub(available):
+        raise NotImplementedError("pick_layers: your code here")
+    assert ex.check_pick_layers(stub) is False
+    assert "not done yet: pick_layers" in capsys.readouterr().out

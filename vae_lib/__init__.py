@@ -12,9 +12,10 @@ reads every import and fails on one that points up)::
                                          conditional accuracy, factor transfer, mixing influence)
     train, fastpaths, distributed, ema   one Trainer for every model; speed options; several processes; weight EMA
     configs, schedules, losses,          config dataclasses and presets; beta and lr schedules; likelihoods, KL,
-      perceptual                         the model losses; the VGG19 perceptual features
+      perceptual                         the model losses; perceptual distances (VGG19 ImageNet or random, the
+                                         judge's features)
     models/ (cvae, stylegan_vae,         tensors in, tensors out; sampling: codes from the prior, decoding
-      sampling)                          with truncation, samples per class
+      sampling, classifier)              with truncation, samples per class; the judges' classifier network
     nn/ (blocks, style)                  building blocks
     data/, envcheck                      datasets as ImageData, the in-memory loader; the environment check
     utils, runtime, allocator,           the ground floor, which imports nothing of vae_lib: evaluation_mode,

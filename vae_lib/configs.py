@@ -522,6 +522,9 @@ def perceptual_variant(config: ExperimentConfig, features: str, *, weight: float
     loss = {k: v for k, v in config.loss_kwargs.items() if k != "vgg_weights"}
     loss.update(features=features, perceptual_from_epoch=from_epoch,
                 perceptual_weight=PERCEPTUAL_VARIANT_WEIGHTS[features] if weight is None else weight)
+    if features == "judge":     # the judge's size, named so that the run's hash says which judge it was
+        size = config.name.rsplit("-", 1)[-1]
+        loss["judge_preset"] = size if size in ("smoke", "quick", "full") else "quick"
     chosen = layers if layers is not None else PERCEPTUAL_VARIANT_LAYERS.get(features)
     if chosen is not None:
         loss["layers"] = list(chosen)

@@ -46,9 +46,33 @@ def build_model(config: ExperimentConfig) -> torch.nn.Module:
     return REGISTRY[config.model][0](**config.model_kwargs)
 
 
+# The seed of the judge whose features a perceptual loss uses (``loss_kwargs["judge_seed"]``): not the
+# evaluation judge's (``JudgeSettings.seed``, 0), so that the loss does not optimise the instrument that
+# measures the reconstructions.
+LOSS_JUDGE_SEED = 1
+
+
 def build_loss(config: ExperimentConfig):
-    """``CVAELoss(**loss_kwargs)`` or ``StyleVAELoss(**loss_kwargs)``: a loss function for the Trainer."""
-    return REGISTRY[config.model][1](**config.loss_kwargs)
+    """``CVAELoss(**loss_kwargs)`` or ``StyleVAELoss(**loss_kwargs)``: a loss function for the Trainer.
+
+    With ``loss_kwargs["features"] == "judge"`` the loss gets ``feature_net``, the judge of the config's
+    dataset ``train_or_load_judge(judge_settings(dataset, preset=judge_preset, seed=judge_seed,
+    dataset_kwargs=...))``: ``judge_seed`` (default ``LOSS_JUDGE_SEED``) and ``judge_preset`` (default
+    the course preset; set it in the config so that the run's hash says which judge) are read from
+    ``loss_kwargs`` here, not passed to the loss.
+    """
+    kwargs = dict(config.loss_kwargs)
+    judge_keys = {key: kwargs.pop(key) for key in ("judge_seed", "judge_preset") if key in kwargs}
+    if kwargs.get("features") == "judge":
+        from vae_lib.judges import judge_settings, train_or_load_judge
+
+        settings = judge_settings(config.dataset, preset=judge_keys.get("judge_preset"),
+                                  seed=judge_keys.get("judge_seed", LOSS_JUDGE_SEED),
+                                  dataset_kwargs=dict(config.dataset_kwargs))
+        kwargs["feature_net"] = train_or_load_judge(settings)
+    elif judge_keys:
+        raise ValueError(f"loss_kwargs {sorted(judge_keys)} go with features='judge', not {kwargs.get('features')!r}")
+    return REGISTRY[config.model][1](**kwargs)
 
 
 def data_range(config: ExperimentConfig) -> tuple[float, float]:

@@ -7,14 +7,8 @@ that never saw the VAE can. One judge per dataset:
 * ``shapes``: one head per generative factor of :data:`vae_lib.data.FACTOR_BINS` (shape, hues,
   scale, position, rotation, texture, light), so a judge can say which factors an image has.
 
-Network (``width`` = w, ``hidden`` = h; S = image side)::
-
-    [Conv3x3 -> BatchNorm -> ReLU -> MaxPool2] x P     channels C -> w -> 2w -> ... ; P halvings until S <= 8
-    Conv3x3 -> BatchNorm -> ReLU                        (B, 4w or the last width, S', S')
-    AdaptiveAvgPool2d(4) -> Flatten -> Linear -> ReLU   (B, h)   the penultimate features (FID)
-    one Linear(h -> bins) per head                       logits
-
-The 4 x 4 pooling (rather than a global one) keeps where things are, which the position factors need.
+The network, :class:`Judge`, is in :mod:`vae_lib.models.classifier` (the models layer, so the
+perceptual loss can use a judge's conv blocks as features); it is re-exported here.
 
 Judges are trained once and cached like any checkpoint, in
 ``runs_dir()/judges/<dataset>-<hash of JudgeSettings>.pt`` (written atomically)::
@@ -32,130 +26,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from vae_lib.configs import JsonConfig
 from vae_lib.data import FACTOR_BINS, ImageData, InMemoryLoader, load_dataset
+from vae_lib.models.classifier import FEATURE_POOL, LABEL_HEAD, MAX_POOLED_SIDE, PREDICT_BATCH, Judge
 from vae_lib.runtime import get_preset, pick_device, runs_dir, seed_everything
-from vae_lib.utils import atomic_write, evaluation_mode, model_device, rescale
-
-LABEL_HEAD = "label"
-FEATURE_POOL = 4          # side of the pooled map before the hidden layer
-MAX_POOLED_SIDE = 8       # halve the image until its side is at most this
-PREDICT_BATCH = 500
-
-
-# ------------------------------------------------------------------------------------------- network
-class Judge(nn.Module):
-    """A CNN classifier with one head per target; images (B, C, S, S) in ``value_range``.
-
-    Args:
-        in_channels: C (1 for digits, 3 for shapes).
-        image_size: S (the input side; 28, 32, 64, ...).
-        heads: target name -> number of classes, e.g. ``{"label": 10}`` or ``FACTOR_BINS``.
-        value_range: the pixel range of the images it was trained on ((0, 1) or (-1, 1)).
-        width: channels of the first conv (doubled at each halving, capped at 4 * width).
-        hidden: size of the penultimate features.
-        label_head: the head that gives "the class" (``"label"``; ``"shape"`` for shapes).
-        class_names: a name for each class of ``label_head``.
-
-    ``test_accuracy`` ({head: accuracy on held-out images}) and ``settings`` (a dict of the
-    :class:`JudgeSettings` it was trained with) are filled in by :func:`train_or_load_judge`.
-    """
-
-    def __init__(self, in_channels: int, image_size: int, heads: dict[str, int], value_range=(0.0, 1.0), *,
-                 width: int = 32, hidden: int = 128, label_head: str = LABEL_HEAD, class_names=None):
-        super().__init__()
-        if not heads or any(int(k) < 2 for k in heads.values()):
-            raise ValueError(f"heads must map each target to its number of classes (>= 2), got {heads!r}.")
-        if label_head not in heads:
-            raise ValueError(f"label_head {label_head!r} is not one of the heads {sorted(heads)}.")
-        if image_size < FEATURE_POOL or in_channels < 1 or width < 1 or hidden < 1:
-            raise ValueError(f"Need image_size >= {FEATURE_POOL} and positive in_channels, width, hidden; got "
-                             f"{image_size}, {in_channels}, {width}, {hidden}.")
-        self.in_channels, self.image_size = in_channels, image_size
-        self.heads_spec = {name: int(k) for name, k in heads.items()}
-        self.value_range = tuple(float(v) for v in value_range)
-        self.label_head = label_head
-        self.class_names = list(class_names) if class_names is not None else [str(i) for i in
-                                                                             range(heads[label_head])]
-        self.test_accuracy: dict[str, float] = {}
-        self.settings: dict = {}
-
-        layers, channels, side = [], in_channels, image_size
-        out = width
-        while side > MAX_POOLED_SIDE:
-            layers += [*_conv_bn_relu(channels, out), nn.MaxPool2d(2)]
-            channels, side, out = out, side // 2, min(2 * out, 4 * width)
-        layers += _conv_bn_relu(channels, out)
-        self.conv = nn.Sequential(*layers)
-        self.embed = nn.Sequential(nn.AdaptiveAvgPool2d(FEATURE_POOL), nn.Flatten(),
-                                   nn.Linear(out * FEATURE_POOL ** 2, hidden), nn.ReLU())
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden, k) for name, k in self.heads_spec.items()})
-
-    @property
-    def feature_dim(self) -> int:
-        return self.embed[2].out_features
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate features (after the hidden layer's ReLU): x (B, C, S, S) -> (B, hidden)."""
-        self._check_x(x)
-        return self.embed(self.conv(x))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x (B, C, S, S) in ``value_range`` -> {head: logits (B, classes)}."""
-        h = self.features(x)
-        return {name: head(h) for name, head in self.heads.items()}
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, value_range=None, batch_size: int = PREDICT_BATCH
-                ) -> dict[str, torch.Tensor]:
-        """The most likely class of every head: images (N, C, S, S) -> {head: (N,) int64} on the CPU.
-
-        ``value_range``: the range the images are in (default: the judge's own); they are mapped
-        linearly onto the judge's range first. Runs in eval mode, in batches.
-        """
-        out: dict[str, list[torch.Tensor]] = {name: [] for name in self.heads_spec}
-        for chunk in self._batches(images, value_range, batch_size):
-            for name, logits in self(chunk).items():
-                out[name].append(logits.argmax(1).cpu())
-        return {name: torch.cat(parts) for name, parts in out.items()}
-
-    def predict_labels(self, images: torch.Tensor, value_range=None, batch_size: int = PREDICT_BATCH
-                       ) -> torch.Tensor:
-        """The class (``label_head``) of each image: (N,) int64."""
-        return self.predict(images, value_range, batch_size)[self.label_head]
-
-    @torch.no_grad()
-    def embed_images(self, images: torch.Tensor, value_range=None, batch_size: int = PREDICT_BATCH
-                     ) -> torch.Tensor:
-        """Penultimate features of many images, in eval mode and batches: (N, hidden) float32 on the CPU."""
-        return torch.cat([self.features(chunk).cpu() for chunk in self._batches(images, value_range, batch_size)])
-
-    def _batches(self, images, value_range, batch_size):
-        images = torch.as_tensor(images)
-        self._check_x(images)
-        images = rescale(images, value_range, self.value_range)
-        device = model_device(self)
-        with evaluation_mode(self):
-            for chunk in images.split(batch_size):
-                yield chunk.to(device=device, dtype=torch.float32)
-
-    def _check_x(self, x: torch.Tensor) -> None:
-        want = (self.in_channels, self.image_size, self.image_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ValueError(f"This judge takes images of shape (N, {', '.join(map(str, want))}), got "
-                             f"{tuple(x.shape)}.")
-
-    def extra_repr(self) -> str:
-        return (f"heads={self.heads_spec}, value_range={self.value_range}, "
-                f"feature_dim={self.feature_dim}")
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
-            nn.ReLU()]
+from vae_lib.utils import atomic_write, model_device
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -375,5 +252,6 @@ def chance_accuracy(judge: Judge) -> dict[str, float]:
     return {name: 1.0 / k for name, k in judge.heads_spec.items()}
 
 
-__all__ = ["Judge", "JudgeSettings", "chance_accuracy", "fit_judge", "judge_accuracy", "judge_for",
-           "judge_settings", "load_judge", "targets_of", "train_or_load_judge"]
+__all__ = ["FEATURE_POOL", "LABEL_HEAD", "MAX_POOLED_SIDE", "PREDICT_BATCH", "Judge", "JudgeSettings",
+           "chance_accuracy", "fit_judge", "judge_accuracy", "judge_for", "judge_settings", "load_judge",
+           "targets_of", "train_or_load_judge"]

@@ -20,10 +20,11 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from vae_lib.perceptual import (DEFAULT_LAYERS, DEFAULT_PERCEPTUAL_WEIGHT, VGGPerceptual, check_layers,
-                                check_vgg_weights, how_to_get_weights, vgg19_checkpoint_path,
-                                warn_random_features)
+from vae_lib.perceptual import (DEFAULT_LAYERS, DEFAULT_PERCEPTUAL_WEIGHT, FeatureDistance, check_features,
+                                check_layers, describe_features, feature_distance, features_of_vgg_weights,
+                                how_to_get_weights, vgg19_checkpoint_path, warn_random_features)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -110,6 +111,7 @@ class CVAELoss:
 
 
 RECONSTRUCTIONS = ("mse", "calibrated")
+_FROM_FEATURES = object()      # vgg_weights not given: ``features`` decides
 
 
 class StyleVAELoss:
@@ -143,14 +145,24 @@ class StyleVAELoss:
         perceptual_weight: weight of the perceptual term (default 0.1, see ``vae_lib.perceptual``).
         perceptual_from_epoch: the perceptual term is added when ``epoch >= perceptual_from_epoch``
             (card: after 20 epochs; ``epoch`` counts from 0); before that it is reported as 0.
-        vgg_weights: ``"imagenet"`` or None (random features: a warning, and ``self.vgg_weights``
-            and ``repr`` say so for the training log).
-        layers: VGG19 ReLU layers (default relu1_2, relu2_2, relu3_4, relu4_4).
+        features: the perceptual features (``vae_lib.perceptual.FEATURES``): ``"vgg19-imagenet"`` (card),
+            ``"vgg19-random"`` (random VGG19 weights: a warning, and ``repr`` says RANDOM) or ``"judge"``
+            (a trained judge's conv blocks; needs ``feature_net``). ``self.features`` and ``repr``
+            name them, for the training log and figure titles.
+        vgg_weights: the older way to choose the VGG19 features, still accepted (existing configs):
+            ``"imagenet"`` means ``features="vgg19-imagenet"``, None ``"vgg19-random"``. It counts only
+            when ``features`` is left at its default (so a preset's ``vgg_weights`` does not undo
+            ``features="judge"``). ``self.vgg_weights`` is "imagenet" or None (None for the judge too).
+        feature_net: the judge network for ``features="judge"`` (``vae_lib.judges.train_or_load_judge``;
+            ``vae_lib.experiments.build_loss`` passes one trained with another seed than the
+            evaluation judge, so the loss does not optimise the instrument that measures it).
+        layers: the layers to compare (default: relu1_2, relu2_2, relu3_4, relu4_4 for VGG19; every
+            conv block, "block1" ... "blockN", for the judge).
         reconstruction: ``"mse"`` (card) or ``"calibrated"`` (see above).
         min_sigma: the floor of the calibrated sigma, in pixel units of [-1, 1] (0.01: 46 dB).
 
-    VGG19 is built on first use (the first call with the term on), on the images' device, so early
-    epochs and models without a perceptual term need neither the weights nor the memory. The
+    The features are built on first use (the first call with the term on), on the images' device, so
+    early epochs and models without a perceptual term need neither the weights nor the memory. The
     constructor warns at once when the features will be random, and when the ImageNet file is not in
     the torch hub cache (rather than let a run fail at epoch ``perceptual_from_epoch``).
 
@@ -159,9 +171,9 @@ class StyleVAELoss:
     """
 
     def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
-                 perceptual_from_epoch: int = 20, vgg_weights: str | None = "imagenet", *,
-                 layers: tuple[str, ...] = DEFAULT_LAYERS, reconstruction: str = "mse",
-                 min_sigma: float = 0.01):
+                 perceptual_from_epoch: int = 20, vgg_weights: str | None = _FROM_FEATURES, *,
+                 features: str = "vgg19-imagenet", feature_net: nn.Module | None = None,
+                 layers: tuple[str, ...] | None = None, reconstruction: str = "mse", min_sigma: float = 0.01):
         if not (mse_weight >= 0 and perceptual_weight >= 0):
             raise ValueError(f"mse_weight and perceptual_weight must be >= 0, got {mse_weight} and "
                              f"{perceptual_weight}.")
@@ -176,20 +188,41 @@ class StyleVAELoss:
         self.mse_weight, self.perceptual_weight = float(mse_weight), float(perceptual_weight)
         self.perceptual_from_epoch = int(perceptual_from_epoch)
         self.reconstruction, self.min_sigma = reconstruction, float(min_sigma)
-        self.vgg_weights = check_vgg_weights(vgg_weights)
-        self.layers = check_layers(layers)
-        self.perceptual: VGGPerceptual | None = None
-        if self.perceptual_weight > 0 and vgg_weights is None:
+        if vgg_weights is not _FROM_FEATURES and features == "vgg19-imagenet":
+            features = features_of_vgg_weights(vgg_weights)
+        self.features = check_features(features)
+        if self.features == "judge":
+            if feature_net is None:
+                raise ValueError("features='judge' needs feature_net=<the judge network> (a trained "
+                                 "vae_lib.judges.Judge, e.g. train_or_load_judge(judge_settings('shapes', seed=1)); "
+                                 "vae_lib.experiments.build_loss passes one).")
+            self.layers = feature_net.check_blocks(layers)
+        elif feature_net is not None:
+            raise ValueError(f"feature_net is only for features='judge', not {self.features!r}.")
+        else:
+            self.layers = check_layers(DEFAULT_LAYERS if layers is None else layers)
+        self.feature_net = feature_net
+        self.perceptual: FeatureDistance | None = None
+        if self.perceptual_weight > 0 and self.features == "vgg19-random":
             warn_random_features(stacklevel=2)
-        elif self.perceptual_weight > 0 and not vgg19_checkpoint_path().exists():
+        elif self.perceptual_weight > 0 and self.features == "vgg19-imagenet" and not vgg19_checkpoint_path().exists():
             warnings.warn(f"The ImageNet VGG19 weights are not cached; the perceptual term (from epoch "
                           f"{self.perceptual_from_epoch}) will try to download them. If this machine is "
-                          f"offline, {how_to_get_weights()}, or pass vgg_weights=None for random "
-                          "features.", UserWarning, stacklevel=2)
+                          f"offline, {how_to_get_weights()}, or pass features='vgg19-random' (vgg_weights=None) "
+                          "for random features or features='judge' for trained ones.", UserWarning, stacklevel=2)
+
+    @property
+    def vgg_weights(self) -> str | None:
+        """The older name of the features: "imagenet" for ``"vgg19-imagenet"``, else None."""
+        return "imagenet" if self.features == "vgg19-imagenet" else None
+
+    def describe_features(self) -> str:
+        """The perceptual features in words, for log lines and figure titles."""
+        return describe_features(self.features, self.layers, self.feature_net)
 
     # The settings that act only from ``perceptual_from_epoch`` on (see ``same_until``).
     PERCEPTUAL_SETTINGS = ("perceptual_weight", "perceptual_from_epoch", "vgg_weights", "features", "layers",
-                           "judge_seed")
+                           "judge_seed", "judge_preset")
 
     @classmethod
     def same_until(cls, kwargs_a: dict, kwargs_b: dict, epoch: int) -> bool:
@@ -217,7 +250,7 @@ class StyleVAELoss:
         kl = kl_standard_normal(mu.float(), logvar.float()).sum(1).mean()
         if self.uses_perceptual(epoch):
             if self.perceptual is None:
-                self.perceptual = VGGPerceptual(self.layers, self.vgg_weights)
+                self.perceptual = feature_distance(self.features, layers=self.layers, judge=self.feature_net)
             perceptual = self.perceptual.to(x.device)(x_hat, x).mean()
         else:
             perceptual = torch.zeros((), device=x.device)
@@ -240,8 +273,7 @@ class StyleVAELoss:
         }
 
     def __repr__(self) -> str:
-        features = "imagenet" if self.vgg_weights == "imagenet" else "RANDOM (vgg_weights=None)"
         recon = "" if self.reconstruction == "mse" else f", reconstruction='calibrated', min_sigma={self.min_sigma}"
         return (f"StyleVAELoss(mse_weight={self.mse_weight}, perceptual_weight={self.perceptual_weight}, "
-                f"perceptual_from_epoch={self.perceptual_from_epoch}, vgg_features={features}, "
-                f"layers={self.layers}{recon})")
+                f"perceptual_from_epoch={self.perceptual_from_epoch}, features={self.describe_features()}"
+                f"{recon})")

@@ -11,7 +11,13 @@ check_style_vae_loss       style_vae_loss(x_hat, x, mu, logvar, beta) -> ()  ``S
 check_psnr                 psnr(x, y, value_range) -> (B,) dB              ``vae_lib.evaluate.psnr``
 check_gram_matrix          gram_matrix(features) (B, C, H, W) -> (B, C, C)  F F^T / (H W), F = features (B, C, HW)
 check_perceptual_distance  perceptual_distance(vgg, x_hat, x) -> (B,)      ``VGGPerceptual.forward``
+check_pick_layers          pick_layers(available) -> tuple of layer names  the goal: with those layers, a 1-px
+                                                                           shift is closer than a blur
 =========================  ==============================================  ===================================
+
+``check_pick_layers`` has no single right answer: it measures, with the student's layers, how far a
+1-px shift and a Gaussian blur (sigma 1.5 px, the damage experiment's) are from the images, says
+which the layers rank closer, and passes when it is the shift (pixel MSE ranks the blur closer).
 """
 from __future__ import annotations
 
@@ -20,15 +26,19 @@ import math
 import warnings
 
 import torch
+from torchvision.transforms.functional import gaussian_blur
 
+from vae_lib.data import load_dataset
 from vae_lib.evaluate import psnr as reference_psnr
 from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.losses import StyleVAELoss
-from vae_lib.perceptual import VGGPerceptual
+from vae_lib.perceptual import FeatureDistance, VGGPerceptual, vgg19_layer_names
 
 PSNR_ATOL_DB = 1e-3
+BLUR_SIGMA, BLUR_KERNEL = 1.5, 5      # the damage experiment's blur (notebook 07)
+RELUS_UP_TO_4_4 = tuple(name for name in vgg19_layer_names()[:27] if name.startswith("relu"))
 
 
 # ---- reference solutions -------------------------------------------------------------------------
@@ -60,6 +70,12 @@ def solution_perceptual_distance(vgg: VGGPerceptual, x_hat: torch.Tensor, x: tor
     for a, t in zip(vgg.activations(x_hat), vgg.activations(x)):
         total = total + ((a - t) ** 2).mean(dim=(1, 2, 3))
     return x[0].numel() * total
+
+
+def solution_pick_layers(available: tuple[str, ...]) -> tuple[str, ...]:
+    """The deepest layer only: it has seen the image through every pooling before it, so moving the image
+    by one pixel barely changes it, while a blur takes away the edges and textures it responds to."""
+    return (available[-1],)
 
 
 # ---- checks --------------------------------------------------------------------------------------
@@ -201,11 +217,51 @@ def check_perceptual_distance(student_fn) -> bool:
                         f"{want.tolist()}): {hint}.")
 
 
+@exercise("pick_layers", reference="solution_pick_layers")
+def check_pick_layers(student_fn, features: FeatureDistance | None = None, images: torch.Tensor | None = None
+                      ) -> bool:
+    """``student_fn(available)`` -> the layers (a tuple of names out of ``available``, the layers of
+    ``features``) with which the perceptual distance ranks a 1-px shift of ``images`` closer than a
+    blur (Gaussian, sigma 1.5 px). Measures both distances (mean over the images) and says which is closer.
+
+    features: a perceptual distance built with every layer the student may choose (default: random
+        VGG19 features, every ReLU up to relu4_4), e.g. ``feature_distance("judge", judge=judge)``.
+    images: (B, C, H, W) in [-1, 1] (default: 8 shapes at the features' size, 32 for VGG19).
+    """
+    features = _small_vgg(RELUS_UP_TO_4_4) if features is None else features
+    available = tuple(features.layers)
+    if images is None:
+        size = features.judge.image_size if hasattr(features, "judge") else 32
+        images = load_dataset("shapes", n=8, size=size, verbose=False).images
+    chosen = _call("pick_layers", student_fn, available, tensor=False)
+    if isinstance(chosen, str):
+        raise ExerciseError(f"pick_layers returned the string {chosen!r}: return a tuple of names, e.g. "
+                            f"({chosen!r},).")
+    if not isinstance(chosen, (tuple, list)) or not chosen or any(name not in available for name in chosen):
+        raise ExerciseError(f"pick_layers returned {chosen!r}: return a non-empty tuple of names out of "
+                            f"{', '.join(available)}.")
+    chosen = tuple(chosen)
+    shifted = images.roll(1, dims=-1)
+    blurred = gaussian_blur(images, kernel_size=BLUR_KERNEL, sigma=BLUR_SIGMA)
+    with torch.no_grad():
+        shift, blur = (features.per_layer(damaged, images)[[available.index(name) for name in chosen]].sum(0)
+                       .mean().item() for damaged in (shifted, blurred))
+    pixels = ((shifted - images).pow(2).mean().item(), (blurred - images).pow(2).mean().item())
+    measured = (f"with {', '.join(chosen)} ({features.name}), the 1-px shift is at {shift:.3g} and the blur "
+                f"(sigma {BLUR_SIGMA} px) at {blur:.3g}; pixel MSE: shift {pixels[0]:.3g}, blur {pixels[1]:.3g}")
+    if shift < blur:
+        return passed("pick_layers", f"{measured}: your layers rank the shift closer, as a viewer would")
+    raise ExerciseError(f"{measured}: your layers rank the blur closer, as pixel MSE does. Shallow layers "
+                        "see pixels and edges where they are, so a shift moves all of them; deeper layers have "
+                        "pooled over a few pixels: try those.")
+
+
 # ---- helpers -------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _small_vgg() -> VGGPerceptual:
-    """Random-weight VGG19 cut after relu2_2, built once; the global RNG is left as it was."""
+@functools.lru_cache(maxsize=2)
+def _small_vgg(layers: tuple[str, ...] = ("relu1_2", "relu2_2")) -> VGGPerceptual:
+    """Random-weight VGG19 with ``layers`` (default cut after relu2_2), built once; the global RNG is
+    left as it was."""
     with torch.random.fork_rng(), warnings.catch_warnings():
         warnings.simplefilter("ignore")    # the "random features" warning: intended here
         torch.manual_seed(0)
-        return VGGPerceptual(layers=("relu1_2", "relu2_2"), weights=None)
+        return VGGPerceptual(layers=layers, weights=None)

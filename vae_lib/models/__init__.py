@@ -16,4 +16,7 @@ The card's API stays: ``recon_x, mu, logvar = model(x)`` (``model(x, y)`` for th
 ``vae_lib.experiments.REGISTRY`` maps each config name to its model and loss classes.
 ``vae_lib.models.sampling`` holds every sampling helper above a model's own ``sample``: codes from the
 prior, decoding in batches with truncation, samples per class, the CLI's grid.
+
+``classifier`` is not a VAE: it holds the judges' network (``Judge``; trained and cached by
+``vae_lib.judges``), here so that the perceptual loss can use a judge's conv blocks as features.
 """
