@@ -19,8 +19,8 @@ import torch
 from matplotlib.figure import Figure
 
 from vae_lib.utils import evaluation_mode, model_device
-from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, grid_array, grid_figure, label_columns, tile_centres,
-                               value_range_of)
+from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, fit_tiles, grid_array, grid_figure, label_columns,
+                               tile_centres, value_range_of)
 
 TRAVERSAL_VALUES = tuple(np.linspace(-3.0, 3.0, 7).tolist())
 
@@ -87,16 +87,21 @@ def _as_single(x, name: str) -> torch.Tensor:
     return x
 
 
+def class_label(c: int, class_names=None) -> str:
+    """The name of class ``c`` (``class_names[c]``), or "class c" when no names are given."""
+    return str(class_names[int(c)]) if class_names is not None else f"class {int(c)}"
+
+
 def latent_interpolation(model, x_a=None, y_a=None, x_b=None, y_b=None, steps: int = 10, *,
-                         z_a=None, z_b=None, spherical: bool = False, value_range=None,
+                         z_a=None, z_b=None, spherical: bool = False, class_names=None, value_range=None,
                          dpi: int = DPI) -> Figure:
     """Decode a straight (or spherical) path in latent space between two images or two latent codes.
 
     Give images x_a, x_b ((C, H, W) or (1, C, H, W)): the path runs between their encoder means.
     Or give z_a, z_b ((z,) or (1, z)) instead. For a class-conditional model give labels y_a (and y_b,
     default y_a): the path is decoded once with each distinct label, one row per label, so the row
-    shows the style changing at a fixed class. With no labels, ``model.encode(x)``/``model.decode(z)``
-    are called without them (the StyleGAN-VAE).
+    shows the style changing at a fixed class; ``class_names`` name the rows. With no labels,
+    ``model.encode(x)``/``model.decode(z)`` are called without them (the StyleGAN-VAE).
     """
     given = [v is not None for v in (x_a, x_b, z_a, z_b)]
     if given not in ([True, True, False, False], [False, False, True, True]):
@@ -124,14 +129,15 @@ def latent_interpolation(model, x_a=None, y_a=None, x_b=None, y_b=None, steps: i
     array = grid_array(images, steps, value_range_of(model, value_range))
     source = "encoder means" if from_images else "latent codes"
     return grid_figure([array], title=f"{'spherical' if spherical else 'linear'} path between {source}",
-                       row_labels=[f"class {c}" for c in labels] if labels else None,
-                       tile_height=images.shape[-2], dpi=dpi)
+                       row_labels=[class_label(c, class_names) for c in labels] if labels else None,
+                       tile_height=images.shape[-2], tile_width=images.shape[-1], dpi=dpi)
 
 
 def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None, seed: int = 0,
-                        value_range=None, dpi: int = DPI) -> Figure:
+                        class_names=None, value_range=None, dpi: int = DPI) -> Figure:
     """Linear and spherical paths from z_a to z_b ((z_dim,) each; default two N(0, I) draws from
-    ``seed``), decoded (a CVAE at class ``label``), plus the norm ||z_t|| along each path.
+    ``seed``), decoded (a CVAE at class ``label``, named by ``class_names``), plus the norm ||z_t||
+    along each path.
 
     Samples of N(0, I) in d dimensions have norms close to sqrt(d); the midpoint of a straight line
     between two of them has norm about sqrt(d / 2), a region the prior almost never produces, which
@@ -150,7 +156,7 @@ def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None
     grid.set_yticks(tile_centres(len(paths), images.shape[-2]), list(paths))
     grid.set_xticks([])
     grid.tick_params(axis="y", length=0)
-    grid.set_title("z_a -> z_b" + (f" (class {label})" if label is not None else ""))
+    grid.set_title("z_a -> z_b" + (f" ({class_label(label, class_names)})" if label is not None else ""))
     t = np.linspace(0.0, 1.0, steps)
     for kind, path in paths.items():
         norms.plot(t, path.norm(dim=1).numpy(), "o-", ms=3, label=kind)
@@ -158,17 +164,17 @@ def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None
     norms.set_xlabel("t")
     norms.set_ylabel("||z_t||")
     norms.legend(fontsize="small", ncols=3)
-    return fig
+    return fit_tiles(fig, images.shape[-1], grid)
 
 
 def latent_traversal(model, z=None, *, dims=None, values=TRAVERSAL_VALUES, label=None, seed: int = 0,
-                     value_range=None, dpi: int = DPI) -> Figure:
+                     class_names=None, value_range=None, dpi: int = DPI) -> Figure:
     """Move one latent dimension at a time through ``values``, the others held at z.
 
     z (z_dim,) defaults to zeros, the prior's mean, so each row shows what one dimension does
     alone. ``dims``: which dimensions (default the first min(8, z_dim)); e.g. the active units of
     ``evaluate_model``, whose KL is largest. One row per dimension, one column per value; a CVAE
-    is decoded at class ``label``. ``seed`` is used when ``z="random"``: z ~ N(0, I).
+    is decoded at class ``label`` (named in the title by ``class_names``). ``seed`` is used when ``z="random"``: z ~ N(0, I).
     """
     if isinstance(z, str):
         if z != "random":
@@ -185,10 +191,11 @@ def latent_traversal(model, z=None, *, dims=None, values=TRAVERSAL_VALUES, label
     images = decode_latents(model, codes, label)
     array = grid_array(images, len(values), value_range_of(model, value_range))
     fig = grid_figure([array], row_labels=[f"z[{d}]" for d in dims], tile_height=images.shape[-2], dpi=dpi,
-                      title="one dimension at a time" + (f" (class {label})" if label is not None else ""),
+                      title="one dimension at a time"
+                      + (f" ({class_label(label, class_names)})" if label is not None else ""),
                       xlabel="value of that dimension")
     label_columns(fig, [f"{v:g}" for v in values.tolist()], images.shape[-1])
-    return fig
+    return fit_tiles(fig, images.shape[-1])
 
 
 def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, seed: int = 0,
@@ -216,7 +223,7 @@ def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, see
     if class_names is not None:     # names are longer than the tiles are wide
         for text in fig.axes[0].get_xticklabels():
             text.set_rotation(45)
-    return fig
+    return fit_tiles(fig, images.shape[-1])
 
 
 # ------------------------------------------------------------------------------------ latent usage

@@ -89,7 +89,7 @@ def truncation_grid(model, psis=TRUNCATION_PSIS, n: int = 8, *, seed: int = 0, n
                                          noise_mode=noise_mode).cpu() for psi in psis])
     array = grid_array(images, n, value_range_of(model, value_range))
     return grid_figure([array], row_labels=[f"ψ = {p:g}" for p in psis], tile_height=images.shape[-2],
-                       title="truncation: w_avg + ψ (w - w_avg)", dpi=dpi)
+                       tile_width=images.shape[-1], title="truncation: w_avg + ψ (w - w_avg)", dpi=dpi)
 
 
 # ---------------------------------------------------------------------------------------- synthesis
@@ -153,7 +153,7 @@ def layer_swap_grid(model, z: torch.Tensor, z_other: torch.Tensor, *, noise_mode
         labels.append("z'")
     images = torch.cat([r.cpu() for r in rows])
     array = grid_array(images, z.shape[0], value_range_of(model, value_range))
-    return grid_figure([array], row_labels=labels, tile_height=images.shape[-2],
+    return grid_figure([array], row_labels=labels, tile_height=images.shape[-2], tile_width=images.shape[-1],
                        title="styles of one resolution taken from z'", dpi=dpi)
 
 
@@ -190,7 +190,7 @@ def style_mixing_grid(model, z_rows, z_cols, crossover: int, *, value_range=IMAG
     for i in range(rows):
         tiles += [row_images[i:i + 1], mixed[i * cols:(i + 1) * cols]]
     array = grid_array(torch.cat(tiles), cols + 1, (lo, hi))
-    return grid_figure([array], title=f"style mixing at layer {crossover}", dpi=dpi,
+    return grid_figure([array], title=f"style mixing at layer {crossover}", dpi=dpi, tile_width=mixed.shape[-1],
                         ylabels=[f"coarse:\nlayers < {crossover}"], xlabel=f"fine: layers >= {crossover}")
 
 
