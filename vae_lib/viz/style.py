@@ -118,14 +118,15 @@ def noise_variation(images: torch.Tensor, num_shown: int = 3, *, value_range=IMA
 def synthesis_ladder(block_outputs: list[torch.Tensor], image: torch.Tensor, *, value_range=IMAGE_RANGE,
                      dpi: int = DPI) -> Figure:
     """The synthesis of one image, resolution by resolution: mean |activation| over channels of each
-    block's output (the first image of the batch), then the image itself."""
+    block's output (the first image of the batch; each with its colour bar), then the image itself."""
     if not block_outputs:
         raise ValueError("block_outputs is empty: pass Synthesis.block_outputs(ws).")
-    fig = Figure(figsize=(1.6 * (len(block_outputs) + 1), 2.1), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(2.0 * (len(block_outputs) + 1), 2.2), dpi=dpi, layout="constrained")
     axes = fig.subplots(1, len(block_outputs) + 1)
     for ax, features in zip(axes, block_outputs):
-        ax.imshow(features[0].detach().abs().mean(dim=0).cpu().numpy(), cmap="viridis")
+        shown = ax.imshow(features[0].detach().abs().mean(dim=0).cpu().numpy(), cmap="viridis")
         ax.set_title(f"{features.shape[-1]}x{features.shape[-1]}, {features.shape[1]} ch", fontsize=8)
+        fig.colorbar(shown, ax=ax, shrink=0.7, pad=0.02).ax.tick_params(labelsize=6)   # mean |activation|
     draw_array(axes[-1], grid_array(image[:1], 1, value_range, padding=0))
     axes[-1].set_title("ToRGB -> tanh", fontsize=8)
     for ax in axes:
