@@ -6,6 +6,7 @@ class, and how many dimensions a model uses (KL per dimension, active units).
 * :func:`latent_traversal`: one latent dimension at a time, the others held fixed.
 * :func:`class_swap`: the same z decoded with every class (CVAE): what z carries and what c carries.
 * :func:`kl_per_dimension`, :func:`latent_usage_per_run`: which dimensions carry information.
+* :func:`latent_space`: the encoder means of a test set, coloured by class (PCA when z_dim > 2, :func:`project_2d`).
 
 Models: a CVAE (``decode(z, y)``, ``num_classes``) or the StyleGAN-VAE (``decode(z, noise_mode)``).
 StyleGAN images are decoded with constant noise, so a figure depends only on its codes.
@@ -306,3 +307,81 @@ def latent_usage_per_run(results: dict, *, dpi: int = DPI) -> Figure:
     bar_ax.set_ylim(0, max(counts + [1]) * 1.15)
     bar_ax.set_title("active units (Cov_x E_q[z_u|x] > 0.01)")
     return fig
+
+
+# ------------------------------------------------------------------------------------ latent space
+def project_2d(points: torch.Tensor) -> tuple[torch.Tensor, list[float], list[str]]:
+    """(N, d) -> the points on their first two principal axes (N, 2), the share of the total variance each
+    axis holds, and the axis names. For d <= 2 the coordinates themselves (a 1-d code gets a zero second axis).
+
+    PCA by the SVD of the centred points (``torch.linalg.svd``, float64); each axis's sign is fixed so that
+    its largest loading is positive, which makes the picture the same on every run.
+    """
+    points = torch.as_tensor(points).detach().double().cpu()
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ValueError(f"points must be (N, d) with N >= 2, got {tuple(points.shape)}.")
+    d = points.shape[1]
+    variance = points.var(0)
+    if d <= 2:
+        shares = (variance / variance.sum().clamp_min(1e-300)).tolist() + [0.0] * (2 - d)
+        coords = torch.cat([points, points.new_zeros(len(points), 2 - d)], 1)
+        return coords, shares, [f"z[{i}]" for i in range(2)]
+    centred = points - points.mean(0)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2]
+    axes = axes * torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
+    shares = (singular[:2] ** 2 / (singular ** 2).sum().clamp_min(1e-300)).tolist()
+    return centred @ axes.T, shares, ["PC 1", "PC 2"]
+
+
+def latent_space(model, images: torch.Tensor, labels: torch.Tensor, *, class_names=None, batch_size: int = 500,
+                 dpi: int = DPI) -> Figure:
+    """The encoder means E_q[z|x] of ``images`` (a test set), one dot per image, coloured by its class.
+
+    A CVAE encodes with the labels, ``model.encode(x, y)``; a model without labels (the StyleGAN-VAE)
+    with ``model.encode(x)``, the labels only colouring the dots. With z_dim = 2 the means are drawn as they
+    are, otherwise projected on their first two principal axes (:func:`project_2d`; the axis labels give the
+    share of the variance each holds). Dots of one class that gather apart from the others mean that z
+    carries the class; for a CVAE, whose decoder gets the label, z need not.
+    """
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels).long()
+    if images.ndim != 4 or labels.shape != (len(images),):
+        raise ValueError(f"images must be (N, C, H, W) with one label each, got {tuple(images.shape)} and "
+                         f"{tuple(labels.shape)}.")
+    num_classes = int(labels.max()) + 1
+    names = [str(c) for c in range(num_classes)] if class_names is None else [str(c) for c in class_names]
+    if len(names) < num_classes:
+        raise ValueError(f"Got {len(names)} class names for labels up to {num_classes - 1}.")
+    device = model_device(model)
+    means = []
+    with evaluation_mode(model), torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            if getattr(model, "conditional", False):
+                means.append(model.encode(x, labels[start:start + batch_size].to(device))[0].cpu())
+            else:
+                means.append(model.encode(x)[0].cpu())
+    coords, shares, axis_names = project_2d(torch.cat(means))
+    fig = Figure(figsize=(6.8, 5.0), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    colours = matplotlib_colours(len(names))
+    for c, name in enumerate(names):
+        chosen = labels == c
+        if chosen.any():
+            ax.scatter(*coords[chosen].T.numpy(), s=4, alpha=0.5, color=colours[c], label=name, rasterized=True)
+    ax.set_xlabel(f"{axis_names[0]} ({shares[0]:.0%} of the variance)")
+    ax.set_ylabel(f"{axis_names[1]} ({shares[1]:.0%} of the variance)")
+    how = "the means themselves" if model.z_dim <= 2 else "their first two principal axes"
+    ax.set_title(f"encoder means of {len(images)} images, z_dim = {model.z_dim}: {how}", fontsize="medium")
+    ax.legend(fontsize="small", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig
+
+
+def matplotlib_colours(count: int) -> list:
+    """``count`` distinct colours: matplotlib's tab10, or tab20 for up to 20 classes, else viridis."""
+    from matplotlib import colormaps
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["viridis"](i / (count - 1)) for i in range(count)]
