@@ -145,7 +145,8 @@ def test_latent_space_of_a_2d_code_draws_the_means_with_a_legend_of_class_names(
     ax = fig.axes[0]
     assert texts(ax.get_legend().get_texts()) == ["Coat", "Shirt", "Bag"]
     for c, points in enumerate(ax.collections):
-        torch.testing.assert_close(torch.as_tensor(points.get_offsets().data), images.flatten(1)[labels == c, :2].double())
+        want = images.flatten(1)[labels == c, :2].double()
+        torch.testing.assert_close(torch.as_tensor(points.get_offsets().data), want)
     assert ax.get_xlabel().startswith("z[0]") and torch.equal(torch.cat(model.seen), labels)
     unconditional = MeanEncoder(2, conditional=False)
     viz.latent_space(unconditional, images, labels)

@@ -39,4 +39,5 @@ __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "T
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",
            "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
            "mixing_influence_curves", "noise_variation", "project_2d", "reconstructions", "samples_per_run",
-           "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid", "value_range_of"]
+           "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid",
+           "value_range_of"]

@@ -175,7 +175,8 @@ def latent_traversal(model, z=None, *, dims=None, values=TRAVERSAL_VALUES, label
     z (z_dim,) defaults to zeros, the prior's mean, so each row shows what one dimension does
     alone. ``dims``: which dimensions (default the first min(8, z_dim)); e.g. the active units of
     ``evaluate_model``, whose KL is largest. One row per dimension, one column per value; a CVAE
-    is decoded at class ``label`` (named in the title by ``class_names``). ``seed`` is used when ``z="random"``: z ~ N(0, I).
+    is decoded at class ``label`` (named in the title by ``class_names``). ``seed`` is used when
+    ``z="random"``: z ~ N(0, I).
     """
     if isinstance(z, str):
         if z != "random":
