@@ -198,7 +198,8 @@ def test_the_not_done_line_names_another_unfinished_exercise(capsys):
 
 
 # ----------------------------------------------------------------------------------------- the answer key
-ANSWERED = ("00_setup_and_data", "01_resblocks", "02_cvae", "03_kl_warmup", "07_perceptual_loss")
+ANSWERED = ("00_setup_and_data", "01_resblocks", "02_cvae", "03_kl_warmup", "04_mapping_network", "05_adain_synthesis",
+            "06_stylegan_vae", "07_perceptual_loss", "08_exploration")
 
 
 @pytest.mark.parametrize("stem", ANSWERED)

@@ -449,7 +449,7 @@ def test_feature_maps_rows_per_layer_mean_then_most_varying_channels():
     second = torch.randn(1, 3, 2, 2, generator=g) * torch.tensor([1.0, 3.0, 0.5])[:, None, None]
     fig = viz.feature_maps([first, second], ["a", "b"], n_channels=2)
     assert isinstance(fig, Figure)
-    axes = np.array(fig.axes).reshape(2, 3)
+    axes = np.array(fig.axes[:-1]).reshape(2, 3)               # the last axes is the colour bar
     # row "a": the mean over channels, then channel 2 (std 5), then channel 0 (std 2)
     np.testing.assert_allclose(drawn(fig, 0), first.mean(0).numpy(), rtol=1e-6)
     np.testing.assert_array_equal(drawn(fig, 1), first[2].numpy())
@@ -461,7 +461,7 @@ def test_feature_maps_rows_per_layer_mean_then_most_varying_channels():
     np.testing.assert_array_equal(np.asarray(axes[1, 1].images[0].get_array()), second[0, 1].numpy())
     # more channels asked than a layer has: that row leaves its extra tiles empty
     fig = viz.feature_maps([first, second[0]], n_channels=4)
-    axes = np.array(fig.axes).reshape(2, 5)
+    axes = np.array(fig.axes[:-1]).reshape(2, 5)
     assert [len(ax.images) for ax in axes[1]] == [1, 1, 1, 1, 0]
     assert axes[1, 0].get_ylabel().startswith("layer 1")
 
@@ -470,13 +470,13 @@ def test_feature_maps_of_one_layer_every_channel_in_order():
     fig = viz.feature_maps(torch.randn(1, 10, 7, 7), ncols=4, title="10 channels")
     assert isinstance(fig, Figure)
     # 3 rows x 4 columns of 7x7 tiles, channels in order; the last row has two empty tiles
-    axes = np.array(fig.axes).reshape(3, 4)
+    axes = np.array(fig.axes[:-1]).reshape(3, 4)
     assert [len(ax.images) for ax in axes.ravel()] == [1] * 10 + [0] * 2
     assert all(np.asarray(ax.images[0].get_array()).shape == (7, 7) for ax in axes.ravel()[:10])
     assert axes[0, 0].get_ylabel() == "10x7x7"
     fig.savefig(io.BytesIO(), format="png")  # renders headless
     fig = viz.feature_maps(torch.zeros(3, 5, 5))
-    assert [np.asarray(ax.images[0].get_array()).shape for ax in fig.axes] == [(5, 5)] * 3
+    assert [np.asarray(ax.images[0].get_array()).shape for ax in fig.axes[:-1]] == [(5, 5)] * 3
     with pytest.raises(ValueError, match="one image"):
         viz.feature_maps(torch.zeros(2, 3, 5, 5))
 

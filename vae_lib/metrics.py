@@ -307,7 +307,8 @@ def _nanmean(values: list[float]) -> float:
 __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FACTORS", "TRANSFER_COARSE",
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
-           "judge_fid", "mixing_influence", "model_fid", "sample_images"]
+           "judge_fid", "mixing_influence", "model_fid", "reconstruction_scores", "reconstructions",
+           "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks"]
 
 
 def reconstructions(model, data: ImageData, batch_size: int = 128) -> torch.Tensor:
@@ -334,3 +335,63 @@ def reconstruction_scores(model, data: ImageData, judge: Judge | None = None, *,
     if judge is not None:
         scores["read_back"] = {name: r["ratio"] for name, r in read_back(judge, recon, data).items()}
     return scores
+
+
+# ------------------------------------------------------------------------- yardsticks for the judge
+def judge_accuracy_per_class(judge: Judge, data: ImageData, *, n: int | None = None,
+                             batch_size: int = PREDICT_BATCH) -> dict:
+    """The judge's own accuracy on each class of real images (the first ``n`` of ``data``, default all).
+
+    The same keys as :func:`conditional_accuracy` (``"overall"`` is the mean over classes, ``"confusion"``
+    counts real images: row = true class, column = judged), with ``"n_per_class"`` the number of images of
+    each class. Beside the model's conditional accuracy it says which low scores are the judge's doing.
+    """
+    num_classes = judge.heads_spec[judge.label_head]
+    images, labels = data.images[:n], data.labels[:n]
+    judged = judge.predict_labels(images, data.value_range, batch_size)
+    confusion = torch.bincount(labels * num_classes + judged, minlength=num_classes ** 2).view(num_classes, -1)
+    counts = confusion.sum(1)
+    per_class = (confusion.diagonal().double() / counts.clamp(min=1)).tolist()
+    return {"overall": sum(per_class) / num_classes, "per_class": per_class, "confusion": confusion,
+            "n_per_class": counts.tolist()}
+
+
+def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``images`` (N, C, H, W) blurred by a Gaussian of standard deviation ``sigma`` pixels (kernel 2*ceil(3 sigma)+1,
+    at most 2 * min(H, W) - 1; reflected edges)."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0 pixels, got {sigma}.")
+    images = torch.as_tensor(images).float()
+    half = min(math.ceil(3 * sigma), min(images.shape[-2:]) - 1)
+    return gaussian_blur(images, kernel_size=2 * half + 1, sigma=sigma)
+
+
+def fid_yardsticks(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES, blur_sigmas=(0.5, 1.0, 2.0),
+                   batch_size: int = PREDICT_BATCH) -> dict[str, float]:
+    """FIDs between the first ``n`` test images and sets that are known to be worse by known amounts, to read a
+    model's FID (:func:`model_fid`, against the same real images) against:
+
+    ``"reconstructions"``: the model's deterministic reconstructions of those very images (``model.reconstruct``;
+    a CVAE gets their labels), what its decoder can draw when the code is right; ``"blur sigma=s"``: the real images
+    blurred by a Gaussian of ``s`` pixels. The floor of sampling noise is :func:`judge_fid` of two real sets.
+    """
+    n = min(n, len(test_data))
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
+    real, labels = test_data.images[:n], test_data.labels[:n]
+    real_features = judge.embed_images(real, test_data.value_range, batch_size)
+    device = model_device(model)
+    parts = []
+    with evaluation_mode(model), torch.no_grad():
+        for start in range(0, n, batch_size):
+            x = real[start:start + batch_size].to(device)
+            y = labels[start:start + batch_size].to(device) if getattr(model, "conditional", False) else None
+            parts.append(model.reconstruct(x, y).cpu())
+    reconstructions = torch.cat(parts)
+    out = {"reconstructions": fid_from_features(
+        real_features, judge.embed_images(reconstructions, _range(model, None), batch_size))}
+    for sigma in blur_sigmas:
+        out[f"blur sigma={sigma:g}"] = fid_from_features(
+            real_features, judge.embed_images(blurred(real, sigma), test_data.value_range, batch_size))
+    return out

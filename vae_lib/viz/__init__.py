@@ -3,7 +3,8 @@
 * :mod:`~vae_lib.viz.grids`: the shared layout (``DPI``, ``PADDING``, ``value_range_of``,
   ``grid_array``, ``grid_figure``); image grids, reconstructions, samples per class and per run.
 * :mod:`~vae_lib.viz.curves`: training curves, several runs on one axis.
-* :mod:`~vae_lib.viz.latents`: interpolations, traversals, class swaps, KL per dimension, active units.
+* :mod:`~vae_lib.viz.latents`: interpolations, traversals, class swaps, KL per dimension, active units, the
+  latent space itself (encoder means coloured by class).
 * :mod:`~vae_lib.viz.style`: the StyleGAN machinery: z against w, truncation, noise, synthesis, style mixing.
 * :mod:`~vae_lib.viz.features`: feature maps of a network's layers.
 * :mod:`~vae_lib.viz.scores`: the judges' numbers (conditional accuracy, factor transfer).
@@ -24,8 +25,8 @@ from vae_lib.viz.features import feature_maps
 from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, PADDING, class_conditional_samples, grid_array, grid_figure,
                                image_grid, reconstructions, samples_per_run, value_range_of)
 from vae_lib.viz.latents import (TRAVERSAL_VALUES, class_swap, decode_latents, interpolate_latents,
-                                 interpolation_paths, kl_per_dimension, latent_interpolation, latent_traversal,
-                                 latent_usage_per_run)
+                                 interpolation_paths, kl_per_dimension, latent_interpolation, latent_space,
+                                 latent_traversal, latent_usage_per_run, project_2d)
 from vae_lib.viz.scores import conditional_accuracy_bars, factor_transfer_curves
 from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_grid, mapping_layer_scales,
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
@@ -36,6 +37,7 @@ __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "T
            "decode_latents", "factor_histograms", "factor_transfer_curves", "factor_traversals",
            "feature_maps", "grid_array", "grid_figure", "image_grid", "interpolate_latents",
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",
-           "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
-           "mixing_influence_curves", "noise_variation", "reconstructions", "samples_per_run", "show_dataset",
-           "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid", "value_range_of"]
+           "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
+           "mixing_influence_curves", "noise_variation", "project_2d", "reconstructions", "samples_per_run",
+           "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid",
+           "value_range_of"]

@@ -12,6 +12,30 @@ from matplotlib.figure import Figure
 from vae_lib.viz.grids import DPI, MAX_WIDTH_IN
 
 SMOOTHING = 0.05     # moving-average window of per-step curves, as a fraction of the steps
+# The unit of each term of a Trainer history (vae_lib.losses): what a loss axis is labelled with.
+NATS = "nats per image"
+TERM_UNITS = {"nll": NATS, "kl": NATS, "elbo": NATS, "neg_elbo": NATS, "iwae_nll": NATS,
+              "mse": "squared error, summed over pixels, per image", "perceptual": "VGG feature distance per image",
+              "sigma": "pixel value units", "beta": "KL weight", "psnr_db": "dB"}
+
+
+def term_unit(term: str, history: dict | None = None) -> str | None:
+    """The unit of a history's ``term`` (``TERM_UNITS``); "loss" is in nats per image when the history is a
+    likelihood's (it has "nll" and no "mse": the CVAE, or the calibrated StyleGAN-VAE loss without a
+    perceptual term), else a weighted sum of per-image terms. None for a term not known here."""
+    if term.startswith("val_"):
+        term = term[4:]
+    if term == "loss":
+        keys = {key for s in (history or {}).get("steps", [])[:1] for key in s}
+        if "nll" in keys and ("mse" not in keys or not any(s.get("perceptual") for s in history["steps"])):
+            return NATS
+        return "weighted sum of the terms, per image"
+    return TERM_UNITS.get(term)
+
+
+def _axis_label(term: str, history: dict | None = None) -> str:
+    unit = term_unit(term, history)
+    return f"{term} ({unit})" if unit else term
 
 
 def _moving_average(x: np.ndarray, values: np.ndarray, smoothing: float):
@@ -74,6 +98,9 @@ def training_curves(history: dict, terms=("loss", "nll", "kl"), show_beta: bool 
         _set_scale(ax, v, log_scale)
         ax.set_title(term)
         ax.set_xlabel("step")
+        unit = term_unit(term, history)
+        if unit:
+            ax.set_ylabel(unit)
     axes[0].legend(fontsize="small")
     if show_beta:
         beta = [(s["step"], s["beta"]) for s in history["steps"] if "beta" in s]
@@ -108,7 +135,7 @@ def compare_runs(histories: dict, term: str = "kl", *, show_beta: bool = False, 
                 twin.plot(*np.array(beta).T, ls="--", lw=1.0, color=line.get_color())
     _set_scale(ax, np.concatenate(all_values), log_scale)
     ax.set_xlabel("step")
-    ax.set_ylabel(term)
+    ax.set_ylabel(_axis_label(term, next(iter(histories.values()))))
     ax.legend(fontsize="small")
     if twin is not None:
         twin.set_ylabel("β (dashed)")
@@ -135,7 +162,7 @@ def metric_curves(runs: dict, metric: str = "psnr_db", *, references: dict | Non
         ax.annotate(str(label), (0.01, value), xycoords=("axes fraction", "data"), va="bottom", fontsize="x-small",
                     color="grey")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel(ylabel or metric)
+    ax.set_ylabel(ylabel or _axis_label(metric))
     if title:
         ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="x-small")

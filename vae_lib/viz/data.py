@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from vae_lib.data.image_data import ImageData, class_counts, factor_counts
 from vae_lib.data.shapes import DEFAULT_SIZE, FACTOR_BINS, render_from_factors, sample_factors
-from vae_lib.viz.grids import DPI, PADDING, draw_array, grid_array
+from vae_lib.viz.grids import DPI, PADDING, draw_array, fit_tiles, grid_array
 
 
 def show_dataset(data: ImageData, n: int = 64, nrow: int | None = None, *, dpi: int = DPI) -> Figure:
@@ -28,7 +28,7 @@ def show_dataset(data: ImageData, n: int = 64, nrow: int | None = None, *, dpi: 
     count_axes.invert_yaxis()
     count_axes.set_xlabel("images")
     count_axes.set_title("images per class", fontsize=10)
-    return figure
+    return fit_tiles(figure, images.shape[-1], grid_axes)
 
 
 def factor_histograms(data: ImageData, *, dpi: int = DPI) -> Figure:

@@ -2,7 +2,8 @@
 notebook 07: VGG19's layers).
 
 Each tile is one map (H, W) on its own colour scale (viridis, min to max of that tile): shapes, not
-magnitudes, are what a tile shows, so a constant channel shows as a single colour.
+magnitudes, are what a tile shows, so a constant channel shows as a single colour. The colour bar says so:
+it runs from each tile's minimum to its maximum.
 """
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import math
 
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from vae_lib.viz.grids import DPI, MAX_WIDTH_IN
+from vae_lib.viz.grids import DPI, MAX_GRID_WIDTH_IN, MAX_WIDTH_IN, MIN_TILE_PX
 
 TILE_INCHES = 1.15     # the widest a tile is drawn
 
@@ -56,8 +59,10 @@ def feature_maps(activations, layer_names=None, n_channels: int | None = None, *
     tiles = [_tiles(features, n_channels) for features in maps]
     columns = ncols or max(len(t) for t in tiles)
     rows = [math.ceil(len(t) / columns) for t in tiles]
-    width = min(MAX_WIDTH_IN, 0.5 + TILE_INCHES * columns)
-    tile_width = (width - 0.5) / columns
+    # at most TILE_INCHES a tile, at least MIN_TILE_PX on screen (with room for the labels), within the width caps
+    tile_width = min(TILE_INCHES, max((MAX_WIDTH_IN - 1.2) / columns, 1.15 * MIN_TILE_PX / dpi),
+                     (MAX_GRID_WIDTH_IN - 1.2) / columns)
+    width = 1.2 + tile_width * columns
     aspect = max(m.shape[1] / m.shape[2] for m in maps)
     fig = Figure(figsize=(width, 0.3 + sum(rows) * (tile_width * aspect + 0.1)), dpi=dpi, layout="constrained")
     axes = fig.subplots(sum(rows), columns, squeeze=False)
@@ -75,6 +80,10 @@ def feature_maps(activations, layer_names=None, n_channels: int | None = None, *
             ax.set_yticks([])
         c, h, w = features.shape
         block[0].set_ylabel(f"{name}\n{c}x{h}x{w}" if name else f"{c}x{h}x{w}", fontsize=8)
+    scale = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="viridis"), ax=axes, shrink=0.9, aspect=30,
+                         ticks=[0.0, 1.0], pad=0.01)
+    scale.ax.set_yticklabels(["min", "max"], fontsize=7)
+    scale.set_label("each tile's own range", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

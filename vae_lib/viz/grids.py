@@ -16,7 +16,9 @@ from vae_lib.models.sampling import class_samples
 
 DPI = 80
 PADDING = 2          # pixels between the tiles of a grid (torchvision's default)
-MAX_WIDTH_IN = 8.0   # figure width cap, inches
+MAX_WIDTH_IN = 8.0   # figure width cap, inches (a grid may grow past it to keep its tiles readable)
+MIN_TILE_PX = 40     # the least width of one image of a grid on screen, in figure pixels (figsize * dpi)
+MAX_GRID_WIDTH_IN = 14.0    # ... but no grid figure grows wider than this
 
 
 # ---------------------------------------------------------------------------------------------- grids
@@ -76,13 +78,46 @@ def label_columns(fig: Figure, labels, tile_width: int) -> None:
     ax.tick_params(axis="x", length=0)
 
 
+def shown_tile_px(fig: Figure, tile_width: int, ax=None) -> float:
+    """How wide one image (``tile_width`` pixels) of the first image of ``ax`` (default: the figure's first
+    axes) is drawn, in figure pixels, once the layout is done: at the committed size, what one sees."""
+    ax = fig.axes[0] if ax is None else ax
+    fig.draw_without_rendering()
+    image = ax.images[0]
+    return image.get_window_extent().width * tile_width / image.get_array().shape[1]
+
+
+def fit_tiles(fig: Figure, tile_width: int, ax=None, min_px: float = MIN_TILE_PX) -> Figure:
+    """Enlarge ``fig`` until each image of its grid is at least ``min_px`` figure pixels wide: taller where the
+    grid is held by its height, wider (up to ``MAX_GRID_WIDTH_IN``) where by its width. Call it after every
+    label is set: labels take room."""
+    ax = fig.axes[0] if ax is None else ax
+    for _ in range(8):
+        shown = shown_tile_px(fig, tile_width, ax)
+        if shown >= min_px:
+            break
+        grow = 1.02 * min_px / shown - 1.0
+        image, box = ax.images[0].get_window_extent(), ax.get_window_extent()
+        width, height = fig.get_size_inches()
+        if image.width < box.width - 2:        # the axes has room across: the height holds the grid back
+            fig.set_size_inches(width, height + grow * image.height / fig.dpi)
+        elif width < MAX_GRID_WIDTH_IN:
+            new_width = min(width + grow * image.width / fig.dpi, MAX_GRID_WIDTH_IN)
+            fig.set_size_inches(new_width, height * new_width / width)
+        else:
+            break
+    return fig
+
+
 def grid_figure(arrays: list[np.ndarray], *, title: str | None = None, ylabels: list[str] | None = None,
                 row_labels: list[str] | None = None, tile_height: int | None = None,
-                xlabel: str | None = None, dpi: int = DPI) -> Figure:
+                xlabel: str | None = None, tile_width: int | None = None, dpi: int = DPI) -> Figure:
     """A figure of grids stacked vertically, one axes each, about 1.5 screen pixels per image pixel.
 
     ``row_labels`` (one per grid row of the first array, ``tile_height`` pixels per tile) and
     ``ylabels`` (one per array, at its middle) are written left of the images as y tick labels.
+    With ``tile_width`` (the images' width in pixels) the figure grows until each image is at least
+    ``MIN_TILE_PX`` figure pixels wide (:func:`fit_tiles`).
     """
     height_px, width_px = arrays[0].shape[:2]
     image_width = float(np.clip(1.5 * width_px / dpi, 3.0, MAX_WIDTH_IN - 1.0))
@@ -108,13 +143,14 @@ def grid_figure(arrays: list[np.ndarray], *, title: str | None = None, ylabels: 
         axes[0].set_title(title)
     if xlabel:
         axes[-1].set_xlabel(xlabel)
-    return fig
+    return fig if tile_width is None else fit_tiles(fig, tile_width)
 
 
 def image_grid(images, nrow: int = 8, title: str | None = None, value_range=(0.0, 1.0), *,
                dpi: int = DPI) -> Figure:
     """One grid of images (N, C, H, W), ``nrow`` images per row."""
-    return grid_figure([grid_array(images, nrow, value_range)], title=title, dpi=dpi)
+    return grid_figure([grid_array(images, nrow, value_range)], title=title,
+                       tile_width=torch.as_tensor(images).shape[-1], dpi=dpi)
 
 
 def reconstructions(x, x_hat, n: int = 8, value_range=(0.0, 1.0), *, dpi: int = DPI) -> Figure:
@@ -124,7 +160,7 @@ def reconstructions(x, x_hat, n: int = 8, value_range=(0.0, 1.0), *, dpi: int = 
         raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}.")
     n = min(n, x.shape[0])
     arrays = [grid_array(batch[:n], n, value_range) for batch in (x, x_hat)]
-    return grid_figure(arrays, ylabels=["input", "reconstruction"], dpi=dpi)
+    return grid_figure(arrays, ylabels=["input", "reconstruction"], tile_width=x.shape[-1], dpi=dpi)
 
 
 # ------------------------------------------------------------------------------------ model figures
@@ -143,7 +179,7 @@ def class_conditional_samples(model, num_classes: int | None = None, n_per_class
     array = grid_array(images, n_per_class, value_range_of(model, value_range))
     return grid_figure([array], title="samples per class, z ~ N(0, I)", dpi=dpi,
                        row_labels=[str(name) for name in (class_names or range(num_classes))],
-                       tile_height=images.shape[-2])
+                       tile_height=images.shape[-2], tile_width=images.shape[-1])
 
 
 def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_names=None, *,
@@ -176,6 +212,6 @@ def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_nam
     ax.set_xticks([PADDING + tile * n_per_class * (c + 0.5) - PADDING / 2 for c in range(num_classes)], labels,
                   rotation=30 if slanted else 0, ha="right" if slanted else "center", fontsize="small")
     ax.tick_params(axis="x", length=0)
-    return fig
+    return fit_tiles(fig, images.shape[-1])
 
 

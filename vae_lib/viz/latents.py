@@ -6,6 +6,7 @@ class, and how many dimensions a model uses (KL per dimension, active units).
 * :func:`latent_traversal`: one latent dimension at a time, the others held fixed.
 * :func:`class_swap`: the same z decoded with every class (CVAE): what z carries and what c carries.
 * :func:`kl_per_dimension`, :func:`latent_usage_per_run`: which dimensions carry information.
+* :func:`latent_space`: the encoder means of a test set, coloured by class (PCA when z_dim > 2, :func:`project_2d`).
 
 Models: a CVAE (``decode(z, y)``, ``num_classes``) or the StyleGAN-VAE (``decode(z, noise_mode)``).
 StyleGAN images are decoded with constant noise, so a figure depends only on its codes
@@ -21,8 +22,8 @@ from matplotlib.figure import Figure
 
 from vae_lib.models.sampling import decode_latents, prior_codes
 from vae_lib.utils import evaluation_mode, model_device
-from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, grid_array, grid_figure, label_columns, tile_centres,
-                               value_range_of)
+from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, draw_array, fit_tiles, grid_array, grid_figure, label_columns,
+                               tile_centres, value_range_of)
 
 TRAVERSAL_VALUES = tuple(np.linspace(-3.0, 3.0, 7).tolist())
 
@@ -67,16 +68,21 @@ def _as_single(x, name: str) -> torch.Tensor:
     return x
 
 
+def class_label(c: int, class_names=None) -> str:
+    """The name of class ``c`` (``class_names[c]``), or "class c" when no names are given."""
+    return str(class_names[int(c)]) if class_names is not None else f"class {int(c)}"
+
+
 def latent_interpolation(model, x_a=None, y_a=None, x_b=None, y_b=None, steps: int = 10, *,
-                         z_a=None, z_b=None, spherical: bool = False, value_range=None,
+                         z_a=None, z_b=None, spherical: bool = False, class_names=None, value_range=None,
                          dpi: int = DPI) -> Figure:
     """Decode a straight (or spherical) path in latent space between two images or two latent codes.
 
     Give images x_a, x_b ((C, H, W) or (1, C, H, W)): the path runs between their encoder means.
     Or give z_a, z_b ((z,) or (1, z)) instead. For a class-conditional model give labels y_a (and y_b,
     default y_a): the path is decoded once with each distinct label, one row per label, so the row
-    shows the style changing at a fixed class. With no labels, ``model.encode(x)``/``model.decode(z)``
-    are called without them (the StyleGAN-VAE).
+    shows the style changing at a fixed class; ``class_names`` name the rows. With no labels,
+    ``model.encode(x)``/``model.decode(z)`` are called without them (the StyleGAN-VAE).
     """
     given = [v is not None for v in (x_a, x_b, z_a, z_b)]
     if given not in ([True, True, False, False], [False, False, True, True]):
@@ -104,14 +110,15 @@ def latent_interpolation(model, x_a=None, y_a=None, x_b=None, y_b=None, steps: i
     array = grid_array(images, steps, value_range_of(model, value_range))
     source = "encoder means" if from_images else "latent codes"
     return grid_figure([array], title=f"{'spherical' if spherical else 'linear'} path between {source}",
-                       row_labels=[f"class {c}" for c in labels] if labels else None,
-                       tile_height=images.shape[-2], dpi=dpi)
+                       row_labels=[class_label(c, class_names) for c in labels] if labels else None,
+                       tile_height=images.shape[-2], tile_width=images.shape[-1], dpi=dpi)
 
 
 def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None, seed: int = 0,
-                        value_range=None, dpi: int = DPI) -> Figure:
+                        class_names=None, value_range=None, dpi: int = DPI) -> Figure:
     """Linear and spherical paths from z_a to z_b ((z_dim,) each; default two N(0, I) draws from
-    ``seed``), decoded (a CVAE at class ``label``), plus the norm ||z_t|| along each path.
+    ``seed``), decoded (a CVAE at class ``label``, named by ``class_names``), plus the norm ||z_t||
+    along each path.
 
     Samples of N(0, I) in d dimensions have norms close to sqrt(d); the midpoint of a straight line
     between two of them has norm about sqrt(d / 2), a region the prior almost never produces, which
@@ -130,7 +137,7 @@ def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None
     grid.set_yticks(tile_centres(len(paths), images.shape[-2]), list(paths))
     grid.set_xticks([])
     grid.tick_params(axis="y", length=0)
-    grid.set_title("z_a -> z_b" + (f" (class {label})" if label is not None else ""))
+    grid.set_title("z_a -> z_b" + (f" ({class_label(label, class_names)})" if label is not None else ""))
     t = np.linspace(0.0, 1.0, steps)
     for kind, path in paths.items():
         norms.plot(t, path.norm(dim=1).numpy(), "o-", ms=3, label=kind)
@@ -138,17 +145,18 @@ def interpolation_paths(model, z_a=None, z_b=None, steps: int = 9, *, label=None
     norms.set_xlabel("t")
     norms.set_ylabel("||z_t||")
     norms.legend(fontsize="small", ncols=3)
-    return fig
+    return fit_tiles(fig, images.shape[-1], grid)
 
 
 def latent_traversal(model, z=None, *, dims=None, values=TRAVERSAL_VALUES, label=None, seed: int = 0,
-                     value_range=None, dpi: int = DPI) -> Figure:
+                     class_names=None, value_range=None, dpi: int = DPI) -> Figure:
     """Move one latent dimension at a time through ``values``, the others held at z.
 
     z (z_dim,) defaults to zeros, the prior's mean, so each row shows what one dimension does
     alone. ``dims``: which dimensions (default the first min(8, z_dim)); e.g. the active units of
     ``evaluate_model``, whose KL is largest. One row per dimension, one column per value; a CVAE
-    is decoded at class ``label``. ``seed`` is used when ``z="random"``: z ~ N(0, I).
+    is decoded at class ``label`` (named in the title by ``class_names``). ``seed`` is used when
+    ``z="random"``: z ~ N(0, I).
     """
     if isinstance(z, str):
         if z != "random":
@@ -165,10 +173,11 @@ def latent_traversal(model, z=None, *, dims=None, values=TRAVERSAL_VALUES, label
     images = decode_latents(model, codes, label)
     array = grid_array(images, len(values), value_range_of(model, value_range))
     fig = grid_figure([array], row_labels=[f"z[{d}]" for d in dims], tile_height=images.shape[-2], dpi=dpi,
-                      title="one dimension at a time" + (f" (class {label})" if label is not None else ""),
+                      title="one dimension at a time"
+                      + (f" ({class_label(label, class_names)})" if label is not None else ""),
                       xlabel="value of that dimension")
     label_columns(fig, [f"{v:g}" for v in values.tolist()], images.shape[-1])
-    return fig
+    return fit_tiles(fig, images.shape[-1])
 
 
 def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, seed: int = 0,
@@ -196,7 +205,7 @@ def class_swap(model, z=None, n: int = 6, *, classes=None, class_names=None, see
     if class_names is not None:     # names are longer than the tiles are wide
         for text in fig.axes[0].get_xticklabels():
             text.set_rotation(45)
-    return fig
+    return fit_tiles(fig, images.shape[-1])
 
 
 # ------------------------------------------------------------------------------------ latent usage
@@ -279,3 +288,81 @@ def latent_usage_per_run(results: dict, *, dpi: int = DPI) -> Figure:
     bar_ax.set_ylim(0, max(counts + [1]) * 1.15)
     bar_ax.set_title("active units (Cov_x E_q[z_u|x] > 0.01)")
     return fig
+
+
+# ------------------------------------------------------------------------------------ latent space
+def project_2d(points: torch.Tensor) -> tuple[torch.Tensor, list[float], list[str]]:
+    """(N, d) -> the points on their first two principal axes (N, 2), the share of the total variance each
+    axis holds, and the axis names. For d <= 2 the coordinates themselves (a 1-d code gets a zero second axis).
+
+    PCA by the SVD of the centred points (``torch.linalg.svd``, float64); each axis's sign is fixed so that
+    its largest loading is positive, which makes the picture the same on every run.
+    """
+    points = torch.as_tensor(points).detach().double().cpu()
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ValueError(f"points must be (N, d) with N >= 2, got {tuple(points.shape)}.")
+    d = points.shape[1]
+    variance = points.var(0)
+    if d <= 2:
+        shares = (variance / variance.sum().clamp_min(1e-300)).tolist() + [0.0] * (2 - d)
+        coords = torch.cat([points, points.new_zeros(len(points), 2 - d)], 1)
+        return coords, shares, [f"z[{i}]" for i in range(2)]
+    centred = points - points.mean(0)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2]
+    axes = axes * torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
+    shares = (singular[:2] ** 2 / (singular ** 2).sum().clamp_min(1e-300)).tolist()
+    return centred @ axes.T, shares, ["PC 1", "PC 2"]
+
+
+def latent_space(model, images: torch.Tensor, labels: torch.Tensor, *, class_names=None, batch_size: int = 500,
+                 dpi: int = DPI) -> Figure:
+    """The encoder means E_q[z|x] of ``images`` (a test set), one dot per image, coloured by its class.
+
+    A CVAE encodes with the labels, ``model.encode(x, y)``; a model without labels (the StyleGAN-VAE)
+    with ``model.encode(x)``, the labels only colouring the dots. With z_dim = 2 the means are drawn as they
+    are, otherwise projected on their first two principal axes (:func:`project_2d`; the axis labels give the
+    share of the variance each holds). Dots of one class that gather apart from the others mean that z
+    carries the class; for a CVAE, whose decoder gets the label, z need not.
+    """
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels).long()
+    if images.ndim != 4 or labels.shape != (len(images),):
+        raise ValueError(f"images must be (N, C, H, W) with one label each, got {tuple(images.shape)} and "
+                         f"{tuple(labels.shape)}.")
+    num_classes = int(labels.max()) + 1
+    names = [str(c) for c in range(num_classes)] if class_names is None else [str(c) for c in class_names]
+    if len(names) < num_classes:
+        raise ValueError(f"Got {len(names)} class names for labels up to {num_classes - 1}.")
+    device = model_device(model)
+    means = []
+    with evaluation_mode(model), torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            if getattr(model, "conditional", False):
+                means.append(model.encode(x, labels[start:start + batch_size].to(device))[0].cpu())
+            else:
+                means.append(model.encode(x)[0].cpu())
+    coords, shares, axis_names = project_2d(torch.cat(means))
+    fig = Figure(figsize=(6.8, 5.0), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    colours = matplotlib_colours(len(names))
+    for c, name in enumerate(names):
+        chosen = labels == c
+        if chosen.any():
+            ax.scatter(*coords[chosen].T.numpy(), s=4, alpha=0.5, color=colours[c], label=name, rasterized=True)
+    ax.set_xlabel(f"{axis_names[0]} ({shares[0]:.0%} of the variance)")
+    ax.set_ylabel(f"{axis_names[1]} ({shares[1]:.0%} of the variance)")
+    how = "the means themselves" if model.z_dim <= 2 else "their first two principal axes"
+    ax.set_title(f"encoder means of {len(images)} images, z_dim = {model.z_dim}: {how}", fontsize="medium")
+    ax.legend(fontsize="small", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig
+
+
+def matplotlib_colours(count: int) -> list:
+    """``count`` distinct colours: matplotlib's tab10, or tab20 for up to 20 classes, else viridis."""
+    from matplotlib import colormaps
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["viridis"](i / (count - 1)) for i in range(count)]

@@ -10,9 +10,15 @@ from vae_lib.metrics import COARSE_FACTORS, FINE_FACTORS
 from vae_lib.viz.grids import DPI
 
 
-def conditional_accuracy_bars(result: dict, class_names=None, *, dpi: int = DPI) -> Figure:
+def conditional_accuracy_bars(result: dict, class_names=None, *, judge_on_real=None, dpi: int = DPI) -> Figure:
     """Left: the share of samples per class that the judge recognises (``conditional_accuracy``
-    output), with the overall share and chance; right: the confusion matrix (asked -> judged)."""
+    output), with the overall share and chance; right: the confusion matrix (asked -> judged), its
+    shares on a colour bar, classes named by ``class_names`` on both axes.
+
+    ``judge_on_real``: the judge's own accuracy per class on real test images
+    (``metrics.judge_accuracy_per_class(...)["per_class"]``), drawn as a second bar beside each class's:
+    where the judge itself is unsure, a low score of the model says little.
+    """
     per_class = np.asarray(result["per_class"], dtype=float)
     confusion = np.asarray(result["confusion"], dtype=float)
     classes = len(per_class)
@@ -21,24 +27,36 @@ def conditional_accuracy_bars(result: dict, class_names=None, *, dpi: int = DPI)
     names = [str(c) for c in (class_names if class_names is not None else range(classes))]
     if len(names) != classes:
         raise ValueError(f"Got {len(names)} class names for {classes} classes.")
-    fig = Figure(figsize=(7.5, 3.0), dpi=dpi, layout="constrained")
+    if judge_on_real is not None:
+        judge_on_real = np.asarray(judge_on_real, dtype=float)
+        if judge_on_real.shape != (classes,):
+            raise ValueError(f"judge_on_real must hold one accuracy per class ({classes}), got {judge_on_real.shape}.")
+    long_names = max(len(name) for name in names) > 3
+    fig = Figure(figsize=(9.0, 3.8), dpi=dpi, layout="constrained")
     bars, matrix = fig.subplots(1, 2, width_ratios=(1.4, 1))
-    bars.bar(np.arange(classes), per_class, color="tab:blue")
+    positions = np.arange(classes)
+    if judge_on_real is None:
+        bars.bar(positions, per_class, color="tab:blue")
+    else:
+        bars.bar(positions - 0.2, per_class, width=0.4, color="tab:blue", label="model's samples")
+        bars.bar(positions + 0.2, judge_on_real, width=0.4, color="tab:gray", label="real test images")
     bars.axhline(result["overall"], color="k", lw=1.2, label=f"overall {result['overall']:.1%}")
     bars.axhline(1 / classes, color="gray", ls=":", lw=1.2, label=f"chance {1 / classes:.0%}")
-    bars.set_xticks(np.arange(classes), names, rotation=45 if class_names is not None else 0, ha="right"
-                    if class_names is not None else "center", fontsize="small")
+    bars.set_xticks(positions, names, rotation=45 if long_names else 0, ha="right" if long_names else "center",
+                    fontsize="small")
     bars.set_ylim(0, 1)
-    bars.set_ylabel("judged as asked")
-    bars.legend(fontsize="small", loc="lower right")
+    bars.set_ylabel("judged as asked (share)")
+    bars.legend(fontsize="x-small", loc="lower right")
     bars.set_title(f"{result['n_per_class']} samples per class")
     shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    matrix.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    shown = matrix.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=matrix, shrink=0.8, label="share of the row")
     matrix.set_xlabel("judged")
     matrix.set_ylabel("asked")
-    matrix.set_xticks(np.arange(classes))
-    matrix.set_yticks(np.arange(classes))
+    matrix.set_xticks(positions, names, rotation=90 if long_names else 0)
+    matrix.set_yticks(positions, names)
     matrix.tick_params(labelsize="x-small")
+    matrix.set_title("confusion (samples)")
     return fig
 
 

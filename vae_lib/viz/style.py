@@ -89,7 +89,7 @@ def truncation_grid(model, psis=TRUNCATION_PSIS, n: int = 8, *, seed: int = 0, n
                                          noise_mode=noise_mode).cpu() for psi in psis])
     array = grid_array(images, n, value_range_of(model, value_range))
     return grid_figure([array], row_labels=[f"ψ = {p:g}" for p in psis], tile_height=images.shape[-2],
-                       title="truncation: w_avg + ψ (w - w_avg)", dpi=dpi)
+                       tile_width=images.shape[-1], title="truncation: w_avg + ψ (w - w_avg)", dpi=dpi)
 
 
 # ---------------------------------------------------------------------------------------- synthesis
@@ -118,14 +118,15 @@ def noise_variation(images: torch.Tensor, num_shown: int = 3, *, value_range=IMA
 def synthesis_ladder(block_outputs: list[torch.Tensor], image: torch.Tensor, *, value_range=IMAGE_RANGE,
                      dpi: int = DPI) -> Figure:
     """The synthesis of one image, resolution by resolution: mean |activation| over channels of each
-    block's output (the first image of the batch), then the image itself."""
+    block's output (the first image of the batch; each with its colour bar), then the image itself."""
     if not block_outputs:
         raise ValueError("block_outputs is empty: pass Synthesis.block_outputs(ws).")
-    fig = Figure(figsize=(1.6 * (len(block_outputs) + 1), 2.1), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(2.0 * (len(block_outputs) + 1), 2.2), dpi=dpi, layout="constrained")
     axes = fig.subplots(1, len(block_outputs) + 1)
     for ax, features in zip(axes, block_outputs):
-        ax.imshow(features[0].detach().abs().mean(dim=0).cpu().numpy(), cmap="viridis")
+        shown = ax.imshow(features[0].detach().abs().mean(dim=0).cpu().numpy(), cmap="viridis")
         ax.set_title(f"{features.shape[-1]}x{features.shape[-1]}, {features.shape[1]} ch", fontsize=8)
+        fig.colorbar(shown, ax=ax, shrink=0.7, pad=0.02).ax.tick_params(labelsize=6)   # mean |activation|
     draw_array(axes[-1], grid_array(image[:1], 1, value_range, padding=0))
     axes[-1].set_title("ToRGB -> tanh", fontsize=8)
     for ax in axes:
@@ -153,7 +154,7 @@ def layer_swap_grid(model, z: torch.Tensor, z_other: torch.Tensor, *, noise_mode
         labels.append("z'")
     images = torch.cat([r.cpu() for r in rows])
     array = grid_array(images, z.shape[0], value_range_of(model, value_range))
-    return grid_figure([array], row_labels=labels, tile_height=images.shape[-2],
+    return grid_figure([array], row_labels=labels, tile_height=images.shape[-2], tile_width=images.shape[-1],
                        title="styles of one resolution taken from z'", dpi=dpi)
 
 
@@ -190,7 +191,7 @@ def style_mixing_grid(model, z_rows, z_cols, crossover: int, *, value_range=IMAG
     for i in range(rows):
         tiles += [row_images[i:i + 1], mixed[i * cols:(i + 1) * cols]]
     array = grid_array(torch.cat(tiles), cols + 1, (lo, hi))
-    return grid_figure([array], title=f"style mixing at layer {crossover}", dpi=dpi,
+    return grid_figure([array], title=f"style mixing at layer {crossover}", dpi=dpi, tile_width=mixed.shape[-1],
                         ylabels=[f"coarse:\nlayers < {crossover}"], xlabel=f"fine: layers >= {crossover}")
 
 
