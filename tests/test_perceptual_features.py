@@ -276,3 +276,25 @@ def test_build_loss_gives_the_loss_a_judge_trained_with_another_seed(monkeypatch
     assert asked[-1].seed == 7
     with pytest.raises(ValueError, match="judge_seed.*features='judge'"):
         experiments.build_loss(dataclasses.replace(base, loss_kwargs={**base.loss_kwargs, "judge_seed": 7}))
+
+
+def test_damage_table_charges_what_each_distance_measures():
+    from vae_lib.data import load_dataset
+    from vae_lib.perceptual import damage_table, damaged_copies
+
+    x = load_dataset("shapes", "test", n=4, size=32, verbose=False).images
+    damaged = damaged_copies(x)
+    assert list(damaged) == ["blur (sigma 1.5 px)", "noise, same MSE", "brightness, same MSE", "shift by 1 px",
+                             "shift by 2 px"]
+    mse = {name: (y - x).pow(2).mean().item() for name, y in damaged.items()}
+    assert mse["noise, same MSE"] == pytest.approx(mse["blur (sigma 1.5 px)"], rel=0.05)
+    assert mse["brightness, same MSE"] == pytest.approx(mse["blur (sigma 1.5 px)"], rel=1e-5)
+
+    class Pixels(torch.nn.Module):           # a "feature distance" that is the pixel error itself
+        def forward(self, y, x):
+            return (y - x).pow(2).flatten(1).sum(1)
+
+    rows = damage_table({"pixels": Pixels()}, x, damaged)
+    for row in rows:
+        assert row["pixels per pixel error"] == pytest.approx(1.0)
+        assert row["pixels"] == pytest.approx(row["pixel_error"])

@@ -642,3 +642,20 @@ def test_metric_curves_draws_one_line_per_run_and_the_references():
         viz.metric_curves({"c": [{"step": 1}]})
     with pytest.raises(ValueError, match="No runs"):
         viz.metric_curves({})
+
+
+def test_seed_comparison_draws_a_panel_per_measure_and_a_line_per_seed():
+    from vae_lib import viz
+
+    runs = [{"seed": s, "variant": v, "psnr_db": 20 + s + (v == "b"), "read_back": {"shape": 0.3 + 0.1 * (v == "b")}}
+            for s in (0, 1, 2) for v in ("a", "b")]
+    fig = viz.seed_comparison(runs, {"psnr_db": "PSNR (dB)", "read_back.shape": "shape read-back"}, ["a", "b"],
+                              labels={"a": "MSE", "b": "MSE + judge"})
+    axes = fig.axes
+    assert len(axes) == 2 and axes[0].get_ylabel() == "PSNR (dB)"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSE", "MSE + judge"]
+    lines = axes[0].get_lines()
+    assert len(lines) == 3 and list(lines[2].get_ydata()) == [22, 23]          # seed 2: a then b
+    assert [p.get_height() for p in axes[1].patches] == pytest.approx([0.3, 0.4])  # the means
+    with pytest.raises(ValueError, match="measure"):
+        viz.seed_comparison(runs, {}, ["a"])

@@ -319,3 +319,38 @@ class JudgePerceptual(FeatureDistance):
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x (B, C, S, S) in [-1, 1] -> [output of each block of ``layers``], each (B, C_k, S_k, S_k)."""
         return self.judge.block_activations(rescale(x, (-1.0, 1.0), self.judge.value_range), self.layers)
+
+
+# ------------------------------------------------------------------------ what a distance charges for
+DAMAGE_BLUR_SIGMA, DAMAGE_BLUR_KERNEL = 1.5, 5
+
+
+def damaged_copies(x: torch.Tensor, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Five damaged copies of ``x`` (B, C, H, W) in [-1, 1], by name: a Gaussian blur (sigma 1.5 px); noise
+    and a brightness shift with the blur's pixel MSE (over the batch); shifts by 1 and 2 px (rolled)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    blurred = gaussian_blur(x, kernel_size=DAMAGE_BLUR_KERNEL, sigma=DAMAGE_BLUR_SIGMA)
+    rms = (blurred - x).pow(2).mean().sqrt()
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    return {f"blur (sigma {DAMAGE_BLUR_SIGMA} px)": blurred, "noise, same MSE": x + rms * noise,
+            "brightness, same MSE": x + rms, "shift by 1 px": x.roll(1, dims=-1), "shift by 2 px": x.roll(2, dims=-1)}
+
+
+def damage_table(distances: dict[str, FeatureDistance], x: torch.Tensor,
+                 damaged: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """What each distance charges for each damage of ``x`` (default ``damaged_copies(x)``), per unit of pixel error.
+
+    Returns one row per damage: ``damage``, ``pixel_error`` (the squared error summed over an image's values,
+    mean over the images: the scale of ``D * ...`` in the distances), and for each ``name`` of ``distances``
+    the mean distance ``name`` and ``name + " per pixel error"``, their ratio."""
+    damaged = damaged_copies(x) if damaged is None else damaged
+    rows = []
+    with torch.no_grad():
+        for damage, y in damaged.items():
+            row = {"damage": damage, "pixel_error": (y - x).pow(2).flatten(1).sum(1).mean().item()}
+            for name, distance in distances.items():
+                row[name] = distance(y, x).mean().item()
+                row[f"{name} per pixel error"] = row[name] / max(row["pixel_error"], 1e-12)
+            rows.append(row)
+    return rows

@@ -93,3 +93,43 @@ def factor_transfer_curves(table: dict, *, coarse=COARSE_FACTORS, fine=FINE_FACT
     ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("which style layers carry which factor")
     return fig
+
+
+def seed_comparison(runs: list[dict], measures: dict[str, str], variants, *, labels: dict | None = None,
+                    dpi: int = DPI) -> Figure:
+    """Variants of a run over several seeds, one panel per measure: each seed's value as a dot, the dots
+    of one seed joined by a line (the variants of a seed share everything but what they vary, so the
+    slope of a line is the paired effect), and the mean over seeds as a bar.
+
+    runs: dicts with "seed", "variant" and the measures (a key, or "a.b" for a nested one such as
+        "read_back.shape"); ``benchmarks/perceptual_quality.py``'s "runs".
+    measures: key -> axis label with its unit, e.g. {"psnr_db": "PSNR (dB)"}.
+    variants: the variants in the order of the x axis; ``labels``: their tick labels.
+    """
+    def value(run, key):
+        for part in key.split("."):
+            run = run[part]
+        return float(run)
+
+    variants = list(variants)
+    seeds = sorted({r["seed"] for r in runs})
+    if not runs or not measures:
+        raise ValueError("seed_comparison needs runs and at least one measure")
+    fig = Figure(figsize=(min(3.0 * len(measures), 13.0), 3.2), dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    ticks = [(labels or {}).get(v, v) for v in variants]
+    for ax, (key, label) in zip(axes, measures.items()):
+        table = {(r["seed"], r["variant"]): value(r, key) for r in runs if r["variant"] in variants}
+        means = [np.mean([table[s, v] for s in seeds if (s, v) in table]) if any((s, v) in table for s in seeds)
+                 else np.nan for v in variants]
+        ax.bar(range(len(variants)), means, color="0.85", width=0.6, label="mean over seeds")
+        for seed in seeds:
+            xs = [i for i, v in enumerate(variants) if (seed, v) in table]
+            ax.plot(xs, [table[seed, variants[i]] for i in xs], "o-", ms=4, lw=1, label=f"seed {seed}")
+        values = [v for v in table.values()]
+        spread = max(values) - min(values) or abs(max(values)) * 0.1 or 1.0
+        ax.set_ylim(min(values) - 0.6 * spread, max(values) + 0.4 * spread)
+        ax.set_xticks(range(len(variants)), ticks, rotation=20, ha="right")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7, loc="lower left")
+    return fig
