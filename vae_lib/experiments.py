@@ -62,17 +62,32 @@ def build_loss(config: ExperimentConfig):
     ``loss_kwargs`` here, not passed to the loss.
     """
     kwargs = dict(config.loss_kwargs)
-    judge_keys = {key: kwargs.pop(key) for key in ("judge_seed", "judge_preset") if key in kwargs}
-    if kwargs.get("features") == "judge":
-        from vae_lib.judges import judge_settings, train_or_load_judge
+    for key in ("judge_seed", "judge_preset"):
+        kwargs.pop(key, None)
+    settings = loss_judge_settings(config)
+    if settings is not None:
+        from vae_lib.judges import train_or_load_judge
 
-        settings = judge_settings(config.dataset, preset=judge_keys.get("judge_preset"),
-                                  seed=judge_keys.get("judge_seed", LOSS_JUDGE_SEED),
-                                  dataset_kwargs=dict(config.dataset_kwargs))
         kwargs["feature_net"] = train_or_load_judge(settings)
-    elif judge_keys:
-        raise ValueError(f"loss_kwargs {sorted(judge_keys)} go with features='judge', not {kwargs.get('features')!r}")
     return REGISTRY[config.model][1](**kwargs)
+
+
+def loss_judge_settings(config: ExperimentConfig):
+    """The ``JudgeSettings`` of the judge whose features a config's loss uses (``features="judge"``), else None.
+
+    ``loss_kwargs``' ``judge_seed`` (default ``LOSS_JUDGE_SEED``: not the evaluation judge's seed 0) and
+    ``judge_preset`` (default the course preset) pick it; ``train_or_load_judge`` of the result is the
+    network ``build_loss`` hands to the loss (a notebook can look at the same judge)."""
+    kwargs = config.loss_kwargs
+    judge_keys = {key: kwargs[key] for key in ("judge_seed", "judge_preset") if key in kwargs}
+    if kwargs.get("features") != "judge":
+        if judge_keys:
+            raise ValueError(f"loss_kwargs {sorted(judge_keys)} go with features='judge', not {kwargs.get('features')!r}")
+        return None
+    from vae_lib.judges import judge_settings
+
+    return judge_settings(config.dataset, preset=judge_keys.get("judge_preset"),
+                          seed=judge_keys.get("judge_seed", LOSS_JUDGE_SEED), dataset_kwargs=dict(config.dataset_kwargs))
 
 
 def data_range(config: ExperimentConfig) -> tuple[float, float]:
