@@ -15,6 +15,7 @@ preset's 512 held-out shapes (``metrics.reconstruction_scores``): PSNR, SSIM, th
 gradient against the real images'), and the evaluation judge's read-back of each factor.
 
     python benchmarks/perceptual_quality.py --seeds 0 1 2      # -> benchmarks/results/perceptual_quality.json
+    python benchmarks/perceptual_quality.py --variants mse vgg19-imagenet   # with vgg19-dcbb9e9d.pth in the hub cache
 
 Runs are cached under runs/ (train_or_load); a second call only measures. ``--threads`` per process
 (default 1: run two seeds side by side on two cores).
@@ -37,7 +38,8 @@ from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.metrics import reconstruction_scores
 
 RESULTS = Path(__file__).parent / "results" / "perceptual_quality.json"
-VARIANTS = ("mse", "judge", "vgg19-random")
+VARIANTS = ("mse", "judge", "vgg19-random", "vgg19-imagenet")   # the last needs the ImageNet file (not offline)
+DEFAULT_VARIANTS = VARIANTS[:3]
 FACTORS = ("shape", "texture", "object_hue", "position_x", "position_y", "scale")
 
 
@@ -99,7 +101,7 @@ def _value(row: dict, measure: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -120,7 +122,8 @@ def main() -> None:
                     "threads_per_run": args.threads, "torch": torch.__version__},
         "date": time.strftime("%Y-%m-%d"), "switch_epoch": PERCEPTUAL_SWITCH_EPOCH,
         "judge": {"evaluation": judge.settings, "test_accuracy": judge.test_accuracy},
-        "variants": {name: configs_for(0)[1][name].loss_kwargs for name in VARIANTS},
+        "variants": {name: configs_for(0)[1][name].loss_kwargs for name in sorted({r["variant"] for r in rows},
+                                                                                  key=VARIANTS.index)},
         "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
         "wall_seconds_this_call": round(time.perf_counter() - start, 1),
         "summary": summary(rows), "runs": rows,

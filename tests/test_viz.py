@@ -333,6 +333,10 @@ def test_compare_runs_one_axis_one_curve_per_run():
         viz.compare_runs({"warm-up": make_history(), "constant": {"steps": [{"step": 0, "epoch": 0, "loss": 1}]}})
     with pytest.raises(ValueError):
         viz.compare_runs({})
+    late = viz.compare_runs(runs, term="kl", from_step=5).axes[0].get_lines()
+    assert min(line.get_xdata().min() for line in late) >= 5
+    with pytest.raises(ValueError, match="from_step"):
+        viz.compare_runs(runs, term="kl", from_step=10**9)
 
 
 def test_kl_per_dimension_bars_and_active_colouring():
@@ -656,6 +660,9 @@ def test_seed_comparison_draws_a_panel_per_measure_and_a_line_per_seed():
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSE", "MSE + judge"]
     lines = axes[0].get_lines()
     assert len(lines) == 3 and list(lines[2].get_ydata()) == [22, 23]          # seed 2: a then b
-    assert [p.get_height() for p in axes[1].patches] == pytest.approx([0.3, 0.4])  # the means
+    means = axes[1].collections[0].get_offsets()[:, 1]
+    assert list(means) == pytest.approx([0.3, 0.4])                            # the means
+    fixed = viz.seed_comparison(runs, {"read_back.shape": "shape"}, ["a", "b"], ylim={"read_back.shape": (0, 1)})
+    assert fixed.axes[0].get_ylim() == (0, 1)
     with pytest.raises(ValueError, match="measure"):
         viz.seed_comparison(runs, {}, ["a"])

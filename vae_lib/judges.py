@@ -19,6 +19,8 @@ Judges are trained once and cached like any checkpoint, in
 """
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -123,7 +125,8 @@ def read_back(judge: Judge, images: torch.Tensor, reference: ImageData,
     out = {}
     for name in judge.heads_spec:
         recon = (predicted[name] == targets[name]).double().mean().item()
-        out[name] = {"real": real[name], "reconstruction": recon, "ratio": recon / max(real[name], 1e-12)}
+        ratio = recon / real[name] if real[name] > 0 else math.nan    # a head right on no real image says nothing
+        out[name] = {"real": real[name], "reconstruction": recon, "ratio": ratio}
     return out
 
 

@@ -112,11 +112,12 @@ def training_curves(history: dict, terms=("loss", "nll", "kl"), show_beta: bool 
 
 
 def compare_runs(histories: dict, term: str = "kl", *, show_beta: bool = False, log_scale: bool = False,
-                 smoothing: float = SMOOTHING, dpi: int = DPI) -> Figure:
+                 smoothing: float = SMOOTHING, from_step: int = 0, dpi: int = DPI) -> Figure:
     """Several runs' per-step ``term`` on one axis (e.g. the KL under different warm-up schedules).
 
     histories: {run name: Trainer history}. Each run is a moving average over its raw values (faint,
     same colour). ``show_beta`` adds each run's beta on a twin axis, dashed in the run's colour.
+    ``from_step``: draw the steps from this one on (runs that share their start differ only later).
     """
     if not histories:
         raise ValueError("No histories to compare.")
@@ -126,7 +127,12 @@ def compare_runs(histories: dict, term: str = "kl", *, show_beta: bool = False, 
     all_values = []
     for name, history in histories.items():
         x, v = _step_series(history, term, run=f"Run {name!r}")
-        (line,) = ax.plot(*_moving_average(x, v, smoothing), lw=1.5, label=str(name))
+        xs, vs = _moving_average(x, v, smoothing)
+        keep, keep_smooth = np.asarray(x) >= from_step, np.asarray(xs) >= from_step
+        x, v, xs, vs = np.asarray(x)[keep], np.asarray(v)[keep], np.asarray(xs)[keep_smooth], np.asarray(vs)[keep_smooth]
+        if not len(v):
+            raise ValueError(f"Run {name!r} has no step at or after from_step={from_step}.")
+        (line,) = ax.plot(xs, vs, lw=1.5, label=str(name))
         ax.plot(x, v, lw=0.8, alpha=0.25, color=line.get_color())
         all_values.append(v)
         if twin is not None:

@@ -96,15 +96,17 @@ def factor_transfer_curves(table: dict, *, coarse=COARSE_FACTORS, fine=FINE_FACT
 
 
 def seed_comparison(runs: list[dict], measures: dict[str, str], variants, *, labels: dict | None = None,
-                    dpi: int = DPI) -> Figure:
+                    ylim: dict | None = None, dpi: int = DPI) -> Figure:
     """Variants of a run over several seeds, one panel per measure: each seed's value as a dot, the dots
     of one seed joined by a line (the variants of a seed share everything but what they vary, so the
-    slope of a line is the paired effect), and the mean over seeds as a bar.
+    slope of a line is the paired effect), and the mean over seeds as a black bar across them.
 
     runs: dicts with "seed", "variant" and the measures (a key, or "a.b" for a nested one such as
         "read_back.shape"); ``benchmarks/perceptual_quality.py``'s "runs".
     measures: key -> axis label with its unit, e.g. {"psnr_db": "PSNR (dB)"}.
     variants: the variants in the order of the x axis; ``labels``: their tick labels.
+    ylim: measure -> (low, high) of its axis (default: around the values; give the measure's whole range,
+        e.g. (0, 1) for a share, where a tight axis would make a difference of a few thousandths look large).
     """
     def value(run, key):
         for part in key.split("."):
@@ -122,13 +124,13 @@ def seed_comparison(runs: list[dict], measures: dict[str, str], variants, *, lab
         table = {(r["seed"], r["variant"]): value(r, key) for r in runs if r["variant"] in variants}
         means = [np.mean([table[s, v] for s in seeds if (s, v) in table]) if any((s, v) in table for s in seeds)
                  else np.nan for v in variants]
-        ax.bar(range(len(variants)), means, color="0.85", width=0.6, label="mean over seeds")
+        ax.scatter(range(len(variants)), means, marker="_", s=900, color="black", zorder=3, label="mean over seeds")
         for seed in seeds:
             xs = [i for i, v in enumerate(variants) if (seed, v) in table]
             ax.plot(xs, [table[seed, variants[i]] for i in xs], "o-", ms=4, lw=1, label=f"seed {seed}")
         values = [v for v in table.values()]
         spread = max(values) - min(values) or abs(max(values)) * 0.1 or 1.0
-        ax.set_ylim(min(values) - 0.6 * spread, max(values) + 0.4 * spread)
+        ax.set_ylim(*(ylim or {}).get(key, (min(values) - 0.6 * spread, max(values) + 0.4 * spread)))
         ax.set_xticks(range(len(variants)), ticks, rotation=20, ha="right")
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7, loc="lower left")
