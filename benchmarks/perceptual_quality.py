@@ -122,8 +122,8 @@ def main() -> None:
                     "threads_per_run": args.threads, "torch": torch.__version__},
         "date": time.strftime("%Y-%m-%d"), "switch_epoch": PERCEPTUAL_SWITCH_EPOCH,
         "judge": {"evaluation": judge.settings, "test_accuracy": judge.test_accuracy},
-        "variants": {name: configs_for(0)[1][name].loss_kwargs for name in sorted({r["variant"] for r in rows},
-                                                                                  key=VARIANTS.index)},
+        "variants": {name: config.loss_kwargs for name, config in configs_for(0)[1].items()
+                     if any(r["variant"] == name for r in rows)},
         "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
         "wall_seconds_this_call": round(time.perf_counter() - start, 1),
         "summary": summary(rows), "runs": rows,

@@ -29,7 +29,8 @@ from vae_lib.configs import apply_overrides, get_config
 from vae_lib.evaluate import psnr
 from vae_lib.experiments import build_data, train_or_load
 from vae_lib.judges import judge_settings, train_or_load_judge
-from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer
+from vae_lib.judges import read_back as judge_read_back
+from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, reconstructions
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
 READ_BACK = ("shape", "object_hue", "position_x", "position_y", "background_hue", "texture", "scale")
@@ -46,20 +47,14 @@ def measure(config, *, pairs: int, samples: int) -> dict:
     model, history, info = train_or_load(config)
     train_seconds = sum(epoch["time_s"] for epoch in history["epochs"])
     test = build_data(config, "test", verbose=False)
-    with torch.no_grad():
-        recon = torch.cat([model.reconstruct(x) for x in test.images.split(128)])
+    recon = reconstructions(model, test)
     floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, test.value_range)
     size = config.model_kwargs["input_size"]
     judge = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs={"size": size}),
                                 verbose=False, progress=False)
     real_pred = judge.predict(test.images, test.value_range)
-    recon_pred = judge.predict(recon, test.value_range)
-    read_back = {}
-    for f in READ_BACK:
-        real_acc = (real_pred[f] == test.factors[f]).double().mean().item()
-        recon_acc = (recon_pred[f] == test.factors[f]).double().mean().item()
-        read_back[f] = {"real": round(real_acc, 4), "reconstruction": round(recon_acc, 4),
-                        "ratio": round(recon_acc / real_acc, 4)}
+    read_back = {f: {key: round(value, 4) for key, value in r.items()}
+                 for f, r in judge_read_back(judge, recon, test).items() if f in READ_BACK}
     transfer = {}
     for name, sources in (("encoded test images", test.images), ("prior samples", None)):
         table = factor_transfer(model, judge, n=pairs, sources=sources, seed=0)

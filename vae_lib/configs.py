@@ -515,8 +515,6 @@ def perceptual_variant(config: ExperimentConfig, features: str, *, weight: float
     branch_from=config, branch_epoch=from_epoch)``) and repeat none of its first epochs; 0 (from scratch)
     when it keeps none before its end. ``weight`` and ``layers`` default to ``PERCEPTUAL_VARIANT_WEIGHTS``
     and ``PERCEPTUAL_VARIANT_LAYERS``. The name becomes ``<name>-<features>``."""
-    if config.model != "stylegan-vae":
-        raise ValueError(f"perceptual_variant needs a StyleGAN-VAE config, got model {config.model!r}")
     if features not in PERCEPTUAL_VARIANT_WEIGHTS:
         raise ValueError(f"features must be one of {', '.join(PERCEPTUAL_VARIANT_WEIGHTS)}, got {features!r}")
     if from_epoch is None:

@@ -232,9 +232,7 @@ def _kept_checkpoint(base: ExperimentConfig, epoch: int | None, config: Experime
         raise TypeError("branch_from takes an ExperimentConfig (get_config(...)), not a name")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise ValueError(f"branch_epoch must be an epoch >= 0 with branch_from, got {epoch!r}")
-    mine, theirs = config.to_dict(), base.to_dict()
-    for name in UNHASHED_TRAIN_FIELDS:
-        mine["train"].pop(name, None), theirs["train"].pop(name, None)
+    mine, theirs = _without_unhashed(config.to_dict()), _without_unhashed(base.to_dict())
     loss_a, loss_b = mine.pop("loss_kwargs"), theirs.pop("loss_kwargs")
     mine.pop("name"), theirs.pop("name")
     if mine != theirs or not REGISTRY[config.model][1].same_until(loss_a, loss_b, epoch):

@@ -111,6 +111,7 @@ class CVAELoss:
 
 
 RECONSTRUCTIONS = ("mse", "calibrated")
+DEFAULT_PERCEPTUAL_FROM_EPOCH = 20     # the card: the perceptual term joins after 20 epochs
 _FROM_FEATURES = object()      # vgg_weights not given: ``features`` decides
 
 
@@ -171,7 +172,7 @@ class StyleVAELoss:
     """
 
     def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
-                 perceptual_from_epoch: int = 20, vgg_weights: str | None = _FROM_FEATURES, *,
+                 perceptual_from_epoch: int = DEFAULT_PERCEPTUAL_FROM_EPOCH, vgg_weights: str | None = _FROM_FEATURES, *,
                  features: str = "vgg19-imagenet", feature_net: nn.Module | None = None,
                  layers: tuple[str, ...] | None = None, reconstruction: str = "mse", min_sigma: float = 0.01):
         if not (mse_weight >= 0 and perceptual_weight >= 0):
@@ -235,7 +236,7 @@ class StyleVAELoss:
 
         def off_before(kwargs):
             weight = kwargs.get("perceptual_weight", DEFAULT_PERCEPTUAL_WEIGHT)
-            return weight == 0 or kwargs.get("perceptual_from_epoch", 20) >= epoch
+            return weight == 0 or kwargs.get("perceptual_from_epoch", DEFAULT_PERCEPTUAL_FROM_EPOCH) >= epoch
 
         return rest(kwargs_a) == rest(kwargs_b) and off_before(kwargs_a) and off_before(kwargs_b)
 

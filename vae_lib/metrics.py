@@ -311,12 +311,22 @@ __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FA
            "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks"]
 
 
-def reconstructions(model, data: ImageData, batch_size: int = 128) -> torch.Tensor:
-    """``model.reconstruct`` of every image of ``data`` (decode of the posterior mean; constant noise for
-    a StyleGAN-VAE), in batches, on the CPU: (N, C, H, W) in the model's (and data's) range."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat([model.reconstruct(x.to(device)).float().cpu() for x in data.images.split(batch_size)])
+def reconstructions(model, data: ImageData, n: int | None = None, batch_size: int = 128) -> torch.Tensor:
+    """``model.reconstruct`` of the first ``n`` images of ``data`` (default all; with their labels for a
+    conditional model), in eval mode, in batches, on the CPU: (n, C, H, W) in the model's range (decode of
+    the posterior mean; constant noise for a StyleGAN-VAE)."""
+    n = len(data.images) if n is None else n
+    device = model_device(model)
+    parts = []
+    with evaluation_mode(model), torch.no_grad():
+        for start in range(0, n, batch_size):
+            x = data.images[start:min(start + batch_size, n)].to(device)
+            if getattr(model, "conditional", False):
+                out = model.reconstruct(x, data.labels[start:start + len(x)].to(device))
+            else:
+                out = model.reconstruct(x)
+            parts.append(out.float().cpu())
+    return torch.cat(parts)
 
 
 def reconstruction_scores(model, data: ImageData, judge: Judge | None = None, *,
@@ -379,18 +389,11 @@ def fid_yardsticks(model, judge: Judge, test_data: ImageData, *, n: int = FID_SA
     n = min(n, len(test_data))
     if n < 2:
         raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
-    real, labels = test_data.images[:n], test_data.labels[:n]
+    real = test_data.images[:n]
     real_features = judge.embed_images(real, test_data.value_range, batch_size)
-    device = model_device(model)
-    parts = []
-    with evaluation_mode(model), torch.no_grad():
-        for start in range(0, n, batch_size):
-            x = real[start:start + batch_size].to(device)
-            y = labels[start:start + batch_size].to(device) if getattr(model, "conditional", False) else None
-            parts.append(model.reconstruct(x, y).cpu())
-    reconstructions = torch.cat(parts)
     out = {"reconstructions": fid_from_features(
-        real_features, judge.embed_images(reconstructions, _range(model, None), batch_size))}
+        real_features, judge.embed_images(reconstructions(model, test_data, n, batch_size), _range(model, None),
+                                          batch_size))}
     for sigma in blur_sigmas:
         out[f"blur sigma={sigma:g}"] = fid_from_features(
             real_features, judge.embed_images(blurred(real, sigma), test_data.value_range, batch_size))

@@ -34,10 +34,11 @@ from vae_lib.exercises import ExerciseError, exercise, passed
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.losses import StyleVAELoss
-from vae_lib.perceptual import FeatureDistance, VGGPerceptual, vgg19_layer_names
+from vae_lib.perceptual import (DAMAGE_BLUR_KERNEL, DAMAGE_BLUR_SIGMA, FeatureDistance, VGGPerceptual,
+                                vgg19_layer_names)
 
 PSNR_ATOL_DB = 1e-3
-BLUR_SIGMA, BLUR_KERNEL = 1.5, 5      # the damage experiment's blur (notebook 07)
+BLUR_SIGMA, BLUR_KERNEL = DAMAGE_BLUR_SIGMA, DAMAGE_BLUR_KERNEL     # the damage experiment's blur (notebook 07)
 RELUS_UP_TO_4_4 = tuple(name for name in vgg19_layer_names()[:27] if name.startswith("relu"))
 
 
