@@ -1,12 +1,19 @@
 """What does a small style-based decoder learn, and how fast? Cheap experiments on 64-px `shapes`.
 
 Each variant is the `stylevae-quick` preset's config with some keys overridden (``VARIANTS``), trained
-for a fixed number of optimiser steps by the course's ``Trainer`` in one of three modes:
+for a fixed number of optimiser steps by the course's ``Trainer`` in one of five modes:
 
 * ``overfit``: one batch of 32 training shapes, repeated, beta = 0 (no KL): can the architecture
   draw the shapes at all? (PSNR on that very batch)
 * ``ae``: the whole training set, beta = 0: a plain autoencoder with this decoder;
-* ``vae``: the whole training set with the variant's KL schedule.
+* ``vae``: the whole training set with the variant's KL schedule;
+* ``decoder``: the decoder alone, given each image's true factors as its code (one-hot bins, x 3, zero-padded
+  to z_dim) instead of an encoder's: can this decoder learn to draw what the data hold, in this many steps,
+  when the code is perfect? (MSE summed over pixels, AdamW with the preset's lr, weight decay, clip and a
+  cosine decay, batch 32; the Trainer needs an encoder, so this mode has its own few lines of loop.)
+* ``encoder``: the encoder alone, taught the true factors (mu's first dimensions as one set of logits per
+  factor, cross-entropy, the same optimiser): can it see what the data hold, in this many steps, when it is
+  told what to look for? (accuracy per factor on the held-out shapes)
 
 Every ``--eval-every`` steps: PSNR (dB, images in [-1, 1], peak-to-peak 2) of the reconstructions
 decode(mu) with constant noise on ``--n-test`` held-out shapes (the batch itself for ``overfit``),
@@ -41,11 +48,15 @@ from vae_lib.configs import apply_overrides, get_config
 from vae_lib.data import InMemoryLoader
 from vae_lib.evaluate import psnr
 from vae_lib.experiments import build_data, build_loss, build_model
+from vae_lib.data.shapes import FACTOR_BINS
+from vae_lib.judges import judge_settings, train_or_load_judge
+from vae_lib.judges import read_back as judge_read_back
 from vae_lib.runtime import seed_everything
 from vae_lib.train import Trainer
 from vae_lib.utils import evaluation_mode
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_learning.json"
+READ_BACK = ("shape", "object_hue", "position_x", "position_y", "texture", "scale")
 
 # Overrides of the stylevae-quick preset, as it was before this benchmark ("card": the card's
 # network and loss at CPU size).
@@ -77,6 +88,15 @@ VARIANTS = {
                               "model_kwargs.channel_base": 1024, "model_kwargs.max_channels": 64},
     "recipe-skip-eqlr": {**RECIPE, "model_kwargs.skip_rgb": True, "model_kwargs.equalized_lr": True,
                          "model_kwargs.mapping_lr_mul": 0.01},
+    # The preset as it is (every key from configs), and with one change: what moves the shape?
+    "preset": {},
+    "preset-mapped": {"model_kwargs.input_mode": "mapped"},
+    "preset-wide": {"model_kwargs.channel_base": 1024, "model_kwargs.max_channels": 64},
+    "preset-fc256": {"model_kwargs.encoder_fc_width": 256},
+    "preset-structure": {"model_kwargs.structure_channels": 4, "model_kwargs.z_dim": 192},
+    "preset-narrow": {"model_kwargs.encoder_logvar_bias": -4.0},
+    "preset-judge": {"loss_kwargs.perceptual_weight": 0.6, "loss_kwargs.perceptual_from_epoch": 0,
+                     "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
 }
 
 
@@ -95,8 +115,110 @@ def reconstruction_psnr(model, images: torch.Tensor) -> float:
         return psnr(model.reconstruct(images).float(), images, (-1.0, 1.0)).mean().item()
 
 
+def shape_read_back(model, judge, held_out) -> dict[str, float]:
+    """The judge's read-back ratio (reconstruction accuracy / real accuracy) of each factor of ``READ_BACK``."""
+    with evaluation_mode(model):
+        recon = model.reconstruct(held_out.images).float()
+    return {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, recon, held_out).items() if f in READ_BACK}
+
+
+def factor_codes(factors: dict[str, torch.Tensor], z_dim: int) -> torch.Tensor:
+    """The true factors as a code (N, z_dim): one-hot bins of every factor, x 3 (about the norm of a
+    N(0, I) code of that size after PixelNorm), zero-padded."""
+    parts = [torch.nn.functional.one_hot(factors[name], bins).float() for name, bins in FACTOR_BINS.items()]
+    code = torch.cat(parts, 1) * 3.0
+    if code.shape[1] > z_dim:
+        raise ValueError(f"decoder mode needs z_dim >= {code.shape[1]} (one-hot factors), got {z_dim}")
+    return torch.cat([code, code.new_zeros(len(code), z_dim - code.shape[1])], 1)
+
+
+def run_decoder(name: str, steps: int, n_test: int, common: dict | None, read_back: bool,
+                images_dir: Path | None) -> dict:
+    config = variant_config(name, "decoder", steps, common)
+    seed_everything(config.train.seed)
+    model = build_model(config)
+    train = build_data(config, "train", verbose=False)
+    test = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False)
+    train_codes, test_codes = factor_codes(train.factors, model.z_dim), factor_codes(test.factors, model.z_dim)
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoder")]
+    opt = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        batch = torch.randint(0, len(train.images), (config.train.batch_size,), generator=generator)
+        loss = (model.decode(train_codes[batch]) - train.images[batch]).pow(2).sum((1, 2, 3)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
+        opt.step()
+        schedule.step()
+    seconds = time.perf_counter() - start
+    with evaluation_mode(model):
+        recon = model.decode(test_codes, noise_mode="const").float()
+    floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, (-1.0, 1.0)).mean().item()
+    point = {"step": steps, "seconds": round(seconds, 1),
+             "psnr_db": round(psnr(recon, test.images, (-1.0, 1.0)).mean().item(), 2)}
+    if read_back:
+        judge = train_or_load_judge(judge_settings("shapes", preset="quick",
+                                                   dataset_kwargs={"size": config.model_kwargs["input_size"]}),
+                                    verbose=False, progress=False)
+        point["read_back"] = {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, recon, test).items()
+                              if f in READ_BACK}
+    print(f"{name:>20} decoder step {steps:5d}  {seconds:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
+          f"  (mean image {floor:.2f})" + (f"  read-back {point['read_back']}" if read_back else ""), flush=True)
+    if images_dir is not None:
+        import torchvision.utils as vutils
+
+        images_dir.mkdir(parents=True, exist_ok=True)
+        vutils.save_image(torch.cat([test.images[:8], recon[:8]]) * 0.5 + 0.5,
+                          images_dir / f"{name}-decoder-{steps}.png", nrow=8, padding=1)
+    return {"variant": name, "mode": "decoder", "overrides": {**VARIANTS[name], **(common or {})}, "steps": steps,
+            "threads": torch.get_num_threads(), "batch_size": config.train.batch_size,
+            "mean_image_psnr_db": round(floor, 2), "curve": [point],
+            "img_per_s": round(steps * config.train.batch_size / seconds, 1), "load_avg_start": os.getloadavg()[0]}
+
+
+def run_encoder(name: str, steps: int, n_test: int, common: dict | None) -> dict:
+    config = variant_config(name, "encoder", steps, common)
+    seed_everything(config.train.seed)
+    encoder = build_model(config).encoder
+    train = build_data(config, "train", verbose=False)
+    test = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False)
+    bounds, start = {}, 0
+    for factor, bins in FACTOR_BINS.items():
+        bounds[factor], start = (start, start + bins), start + bins
+    opt = torch.optim.AdamW(encoder.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    encoder.train()
+    clock = time.perf_counter()
+    for _ in range(steps):
+        batch = torch.randint(0, len(train.images), (config.train.batch_size,), generator=generator)
+        logits = encoder(train.images[batch])[0]
+        loss = sum(torch.nn.functional.cross_entropy(logits[:, a:b], train.factors[f][batch])
+                   for f, (a, b) in bounds.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), config.train.grad_clip)
+        opt.step()
+        schedule.step()
+    seconds = time.perf_counter() - clock
+    encoder.eval()
+    with torch.no_grad():
+        logits = torch.cat([encoder(x)[0] for x in test.images.split(128)])
+    accuracy = {f: round((logits[:, a:b].argmax(1) == test.factors[f]).float().mean().item(), 3)
+                for f, (a, b) in bounds.items() if f in READ_BACK}
+    print(f"{name:>20} encoder step {steps:5d}  {seconds:7.1f} s  accuracy {accuracy}", flush=True)
+    return {"variant": name, "mode": "encoder", "overrides": {**VARIANTS[name], **(common or {})}, "steps": steps,
+            "threads": torch.get_num_threads(), "batch_size": config.train.batch_size,
+            "curve": [{"step": steps, "seconds": round(seconds, 1), "accuracy": accuracy}],
+            "img_per_s": round(steps * config.train.batch_size / seconds, 1), "load_avg_start": os.getloadavg()[0]}
+
+
 def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None,
-        images_dir: Path | None = None, ema_half_life: float | None = None) -> dict:
+        images_dir: Path | None = None, ema_half_life: float | None = None, read_back: bool = False) -> dict:
     if ema_half_life:  # the Trainer keeps the average; the raw weights are scored beside it
         common = {**(common or {}), "train.ema_half_life_images": ema_half_life}
     config = variant_config(name, mode, steps, common)
@@ -109,7 +231,13 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         held_out = batch
     else:
         loader = train.loader(batch_size=config.train.batch_size, shuffle=True, seed=config.train.seed)
-        held_out = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False).images
+        held_out_data = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False)
+        held_out = held_out_data.images
+    judge = None
+    if read_back and mode != "overfit":
+        size = config.model_kwargs["input_size"]
+        judge = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs={"size": size}),
+                                    verbose=False, progress=False)
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
     trainer = Trainer(model, build_loss(config), config.train, progress=False)
     ema = trainer.ema
@@ -126,10 +254,13 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
                  "kl": round(last["kl"], 2), **({"sigma": round(last["sigma"], 4)} if "sigma" in last else {})}
         if ema is not None:
             point["ema_psnr_db"] = round(reconstruction_psnr(ema.module, held_out), 2)
+        if judge is not None:
+            point["read_back"] = shape_read_back(ema.module if ema is not None else model, judge, held_out_data)
         curve.append(point)
         print(f"{name:>20} {mode:>7} step {point['step']:5d}  {point['seconds']:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
               f"  (mean image {floor:.2f})  kl {point['kl']:.1f}"
-              + (f"  EMA {point['ema_psnr_db']:.2f} dB" if ema is not None else ""), flush=True)
+              + (f"  EMA {point['ema_psnr_db']:.2f} dB" if ema is not None else "")
+              + (f"  read-back {point['read_back']}" if judge is not None else ""), flush=True)
     if images_dir is not None:
         import torchvision.utils as vutils
 
@@ -150,7 +281,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=("overfit", "ae", "vae"), default="vae")
+    parser.add_argument("--mode", choices=("overfit", "ae", "vae", "decoder", "encoder"), default="vae")
     parser.add_argument("--variants", nargs="+", default=["card", "recipe"], choices=sorted(VARIANTS))
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
@@ -162,6 +293,9 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=None,
                         help="a folder for a PNG per run: 8 test images, their reconstructions, 8 samples")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--read-back", action="store_true",
+                        help="at each evaluation, the shapes judge's read-back ratio of shape, hue, position, texture "
+                             "from the reconstructions (of the EMA weights when kept)")
     parser.add_argument("--ema", type=float, default=None, metavar="IMAGES",
                         help="also keep an EMA of the weights with this half-life (ramp-up 0.05) and score it")
     args = parser.parse_args()
@@ -172,7 +306,13 @@ def main() -> None:
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__}
     for name in args.variants:
-        record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common, args.images, args.ema)
+        if args.mode == "decoder":
+            record = run_decoder(name, args.steps, args.n_test, common, args.read_back, args.images)
+        elif args.mode == "encoder":
+            record = run_encoder(name, args.steps, args.n_test, common)
+        else:
+            record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common, args.images, args.ema,
+                         args.read_back)
         results = json.loads(args.out.read_text()) if args.out.exists() else results
         results["runs"][f"{name}/{args.mode}{args.tag}"] = record
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -174,3 +174,27 @@ def test_render_from_factors_checks_its_input():
         render_from_factors({"shape": torch.tensor([0])})
     with pytest.raises(ValueError, match="'rotation' must be in 0..7"):
         render_from_factors(base_factors(1, rotation=[8]))
+
+
+def test_fixed_factors_hold_one_bin_and_leave_the_rest_alone():
+    from vae_lib.data.shapes import UPRIGHT, sample_factors
+
+    free = load_dataset("shapes", "test", n=64, size=32, verbose=False)
+    upright = load_dataset("shapes", "test", n=64, size=32, verbose=False, fixed_factors=UPRIGHT)
+    assert (upright.factors["rotation"] == UPRIGHT["rotation"]).all()
+    assert len(set(free.factors["rotation"].tolist())) > 1
+    for name in FACTOR_BINS:
+        if name != "rotation":
+            assert torch.equal(upright.factors[name], free.factors[name]), name
+    # Same factors -> the same pixels as rendering them directly; the rotated ones differ.
+    assert torch.equal(upright.images, render_from_factors(upright.factors, 32))
+    assert not torch.equal(upright.images, free.images)
+    assert "rotation fixed at bin 4" in upright.source
+    assert torch.equal(sample_factors(range(5), fixed_factors={"texture": 0})["texture"], torch.zeros(5, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("bad", [{"shape": 0}, {"rotaton": 1}, {"rotation": 8}, {"rotation": -1}, {"rotation": 1.0},
+                                 {"rotation": True}, [("rotation", 4)]])
+def test_fixed_factors_refuse_what_they_cannot_hold(bad):
+    with pytest.raises(ValueError, match="fixed_factors"):
+        load_dataset("shapes", "test", n=4, size=32, verbose=False, fixed_factors=bad)

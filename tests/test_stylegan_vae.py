@@ -377,3 +377,47 @@ def test_mapping_gain_sets_the_scale_of_w_at_initialisation():
             rms[gain] = model.mapping(z).pow(2).mean().sqrt().item()
     assert rms[0.5] < 1e-3                                 # the card's init: w is nearly constant
     assert 0.3 < rms[MAPPING_GAIN_PRESERVING] < 3.0        # scale kept through 8 layers
+
+
+def test_structure_code_is_a_spatial_part_of_z_filled_cell_by_cell():
+    torch.manual_seed(0)
+    plain = ConvolutionalVAE(**SMALL)
+    model = ConvolutionalVAE(**{**SMALL, "z_dim": SMALL["z_dim"] + 16 * 3}, structure_channels=3)
+    assert (model.z_dim, model.style_dim, model.w_dim) == (SMALL["z_dim"] + 48, SMALL["z_dim"], SMALL["z_dim"])
+    c = model.encoder.feature_channels
+    c4 = model.synthesis.channels[4]
+    # Worked out: the encoder's 1x1 conv C -> 2 x 3 (with bias), the synthesis' 1x1 conv 3 -> C_4 (no bias).
+    assert n_params(model) - n_params(plain) == (c * 6 + 6) + 3 * c4
+    x = images(4, SMALL["input_size"])
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        assert mu.shape == logvar.shape == (4, model.z_dim)
+        features = model.encoder.stages(model.encoder.stem(x))
+        s_mu = model.encoder.structure(features).chunk(2, dim=1)[0]
+        torch.testing.assert_close(mu[:, model.style_dim:], s_mu.flatten(1))        # cell by cell, in order
+        z_style, structure = model.split_latent(mu)
+        assert z_style.shape == (4, model.style_dim) and structure.shape == (4, 3, 4, 4)
+        # A code of zeros is the plain constant input; another structure changes the image.
+        ws = model.synthesis.per_layer(model.w_of(mu))
+        torch.testing.assert_close(model.synthesis.input_map(ws, torch.zeros_like(structure)),
+                                   model.synthesis.input_map(ws))
+        other = mu.clone()
+        other[:, model.style_dim:] += 1.0
+        assert not torch.allclose(model.decode(mu, noise_mode="const"), model.decode(other, noise_mode="const"))
+        # mix: the structure is the coarsest input: from z1 for k >= 1, from z2 at k = 0.
+        a, b = mu[:2], mu[2:]
+        torch.testing.assert_close(model.mix(a, b, 0, noise_mode="const"), model.decode(b, noise_mode="const"))
+        torch.testing.assert_close(model.mix(a, b, model.num_style_layers, noise_mode="const"),
+                                   model.decode(a, noise_mode="const"))
+        # k = 1: layer 0's style and the structure from a, every other layer from b.
+        ws_a, ws_b = (model.synthesis.per_layer(model.w_of(c)) for c in (a, b))
+        expected = model.synthesis(torch.cat([ws_a[:, :1], ws_b[:, 1:]], 1), "const", model.split_latent(a)[1])
+        torch.testing.assert_close(model.mix(a, b, 1, noise_mode="const"), expected)
+        # Truncation to psi = 0 gives the average w and a structure of zeros for every code.
+        average = model.decode(mu, truncation_psi=0.0, noise_mode="const")
+        torch.testing.assert_close(average[0], average[1])
+    with pytest.raises(ValueError, match="exceed"):
+        ConvolutionalVAE(**{**SMALL, "z_dim": 16}, structure_channels=1)
+    with pytest.raises(ValueError, match="structure"):
+        plain.synthesis.input_map(plain.synthesis.per_layer(plain.w_of(torch.randn(2, SMALL["z_dim"]))),
+                                  torch.zeros(2, 1, 4, 4))

@@ -22,7 +22,7 @@ _OPTIONS = {
     "mnist": set(),
     "fashion-mnist": set(),
     "synthetic-digits": {"seed"},
-    "shapes": {"seed", "size"},
+    "shapes": {"seed", "size", "fixed_factors"},
     "image-folder": {"size"},
     "auto-digits": {"seed"},
 }
@@ -39,7 +39,8 @@ def load_dataset(name: str, split: str = "train", root=None, *, n: int | None = 
             (see :mod:`vae_lib.data.torchvision_sets`); :class:`DatasetNotFoundError` if nowhere.
             ``"synthetic-digits"``: procedural MNIST look-alike, 60k/10k, (N,1,28,28) in [0,1]; ``seed=0``.
             ``"shapes"``: procedural RGB scenes with factors, (N,3,S,S) in [-1,1];
-            ``size`` in (32, 64, 128), default 64; 20k/2k samples; ``seed=0``.
+            ``size`` in (32, 64, 128), default 64; 20k/2k samples; ``seed=0``; ``fixed_factors``
+            (e.g. ``{"rotation": 4}``: upright shapes) holds factors at one bin.
             ``"image-folder"``: the images in ``root`` (or ``root/<split>/``), centre-cropped and
             resized to ``size`` (default 64), (N,3,S,S) in [-1,1]; labels are zeros.
             ``"auto-digits"``: mnist if it is here (or downloads quickly), else fashion-mnist,
@@ -142,14 +143,16 @@ def _synthetic_digits(split, root, n, download, verbose, *, seed: int = 0) -> Im
                      value_range=(0.0, 1.0), class_names=list(synthetic_digits.CLASS_NAMES), split=split)
 
 
-def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = shapes.DEFAULT_SIZE) -> ImageData:
+def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = shapes.DEFAULT_SIZE,
+            fixed_factors: dict[str, int] | None = None) -> ImageData:
     shapes.check_size(size)
     count = shapes.DEFAULT_COUNTS[split] if n is None else n
     if split == "train" and count > shapes.TEST_OFFSET:
         raise ValueError(f"shapes: n={count:,} train images would run into the test split's indices "
                          f"(from {shapes.TEST_OFFSET:,}); ask for at most {shapes.TEST_OFFSET:,}")
     check_fits_in_memory("shapes", count, (3, size, size))
-    images, labels, factors, source, reason = shapes.load_shapes(split, size=size, n=n, seed=seed, progress=verbose)
+    images, labels, factors, source, reason = shapes.load_shapes(split, size=size, n=n, seed=seed, progress=verbose,
+                                                                fixed_factors=fixed_factors)
     return ImageData(images=images, labels=labels, factors=factors, name="shapes", source=source, reason=reason,
                      value_range=(-1.0, 1.0), class_names=list(shapes.SHAPE_NAMES), split=split)
 

@@ -17,6 +17,12 @@ texture         4     stripes across the object: none, 4, 7, 10 cycles per image
 light           4     light from the left, top, right, bottom (a brightness ramp)
 ==============  ====  ==============================================================
 
+``fixed_factors`` holds some factors at one bin for every sample, e.g. ``UPRIGHT = {"rotation": 4}``
+(0 degrees): the CPU presets of the StyleGAN-VAE draw upright shapes, because a small decoder trained
+for minutes learns to draw 5 shapes but not 5 shapes at 8 angles (``benchmarks/stylevae_learning.py``,
+mode ``decoder``: shape read-back 0.39 with rotations, 0.88 upright, after the same 1,500 steps).
+The other factors of sample ``i`` are unchanged by it.
+
 Shapes are signed distance functions (after Inigo Quilez's 2-D SDFs) evaluated on a pixel grid
 for a whole batch at once; the distance gives anti-aliased edges for free. Sample ``i`` depends
 only on ``(seed, i)``; the test split uses indices from ``TEST_OFFSET`` on.
@@ -51,26 +57,60 @@ _TEXTURE_CYCLES = (0.0, 4.0, 7.0, 10.0)
 _CHUNK_PIXELS = 512 * 64 * 64      # pixels per vectorised chunk: keeps each temporary tensor cache-sized
 
 
+# Upright shapes: rotation bin 4 is -45 + 11.25 * 4 = 0 degrees.
+UPRIGHT = {"rotation": 4}
+
+
+def check_fixed_factors(fixed_factors) -> dict[str, int]:
+    """``{factor name: bin}`` checked against ``FACTOR_BINS`` (None or {} -> {}); shape (the label) cannot be fixed."""
+    if fixed_factors is None:
+        return {}
+    if not isinstance(fixed_factors, dict):
+        raise ValueError(f"shapes: fixed_factors must be a dict {{factor: bin}}, got {fixed_factors!r}")
+    out = {}
+    for name, value in fixed_factors.items():
+        if name not in FACTOR_BINS or name == "shape":
+            raise ValueError(f"shapes: fixed_factors can fix {', '.join(n for n in FACTOR_BINS if n != 'shape')}; "
+                             f"got {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < FACTOR_BINS[name]:
+            raise ValueError(f"shapes: fixed_factors[{name!r}] must be a bin in 0..{FACTOR_BINS[name] - 1}, "
+                             f"got {value!r}")
+        out[name] = value
+    return out
+
+
+def describe_fixed(fixed_factors) -> str:
+    """'' or e.g. ', rotation fixed at bin 4' for a dataset's source line."""
+    fixed = check_fixed_factors(fixed_factors)
+    return "".join(f", {name} fixed at bin {value}" for name, value in fixed.items())
+
+
 def check_size(size: int) -> int:
     if size not in SIZES:
         raise ValueError(f"shapes: size must be one of {SIZES} pixels, got {size!r}")
     return size
 
 
-def sample_factors(indices, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The factor bins of each sample: name -> (N,) int64, without rendering."""
+def sample_factors(indices, seed: int = 0, fixed_factors: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """The factor bins of each sample: name -> (N,) int64, without rendering; ``fixed_factors`` (name -> bin)
+    are held at their bin."""
+    fixed = check_fixed_factors(fixed_factors)
     indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
     u = uniforms(seed, indices, len(FACTOR_BINS))
-    return {name: integers(u[:, j], bins) for j, (name, bins) in enumerate(FACTOR_BINS.items())}
+    factors = {name: integers(u[:, j], bins) for j, (name, bins) in enumerate(FACTOR_BINS.items())}
+    for name, value in fixed.items():
+        factors[name] = torch.full_like(factors[name], value)
+    return factors
 
 
-def render_shapes(indices, seed: int = 0, size: int = DEFAULT_SIZE) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def render_shapes(indices, seed: int = 0, size: int = DEFAULT_SIZE,
+                  fixed_factors: dict[str, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Render the given sample indices.
 
     Returns images (N, 3, size, size) float32 in [-1, 1], labels (N,) int64 (= factors["shape"]),
     and factors: name -> (N,) int64 bins (see the module docstring).
     """
-    factors = sample_factors(indices, seed)
+    factors = sample_factors(indices, seed, fixed_factors)
     return render_from_factors(factors, size), factors["shape"].clone(), factors
 
 
@@ -186,15 +226,17 @@ def _sdf_heart(x, y, size=1.3):
 
 
 def load_shapes(split: str, *, size: int = DEFAULT_SIZE, n: int | None = None, seed: int = 0,
-                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict, str, str]:
+                progress: bool = True, fixed_factors: dict[str, int] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, dict, str, str]:
     """``(images (N,3,size,size) in [-1,1], labels (N,), factors, source, reason)`` for a split.
 
     ``n`` defaults to ``DEFAULT_COUNTS[split]``. Rendering is fast enough (seconds) that nothing is cached.
+    ``fixed_factors``: factors held at one bin (name -> bin), e.g. ``UPRIGHT``.
     """
     check_size(size)
     count = DEFAULT_COUNTS[split] if n is None else n
     offset = TEST_OFFSET if split == "test" else 0
-    factors = sample_factors(torch.arange(offset, offset + count), seed)
+    factors = sample_factors(torch.arange(offset, offset + count), seed, fixed_factors)
     images = torch.empty(count, 3, size, size)
     step = 8 * max(1, _CHUNK_PIXELS // size**2)
     starts = range(0, count, step)
@@ -202,5 +244,5 @@ def load_shapes(split: str, *, size: int = DEFAULT_SIZE, n: int | None = None, s
                       disable=not progress or len(starts) < 3):
         chunk = {name: f[start:start + step] for name, f in factors.items()}
         images[start:start + step] = render_from_factors(chunk, size)
-    return (images, factors["shape"].clone(), factors, f"procedural (seed {seed}, {size} px)",
+    return (images, factors["shape"].clone(), factors, f"procedural (seed {seed}, {size} px{describe_fixed(fixed_factors)})",
             "drawn on the fly from signed distance functions")
