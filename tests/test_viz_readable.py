@@ -166,3 +166,21 @@ def test_project_2d_finds_the_principal_axes():
     assert fig.axes[0].get_xlabel() == f"PC 1 ({shares[0]:.0%} of the variance)"
     with pytest.raises(ValueError, match="N >= 2"):
         viz.project_2d(torch.zeros(1, 3))
+
+
+def test_read_back_bars_draw_one_bar_per_run_and_factor_with_the_run_labels():
+    runs = {"decoder alone": {"shape": 0.9, "position_x": 1.0, "object_hue": 1.0},
+            "VAE": {"shape": 0.35, "position_x": 0.88}}
+    fig = viz.read_back_bars(runs, target=0.85)
+    ax = fig.axes[0]
+    widths = sorted(round(p.get_width(), 2) for p in ax.patches if p.get_width() == p.get_width())   # not NaN
+    assert widths == [0.35, 0.88, 0.9, 1.0, 1.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["decoder alone", "VAE"]
+    # The first run is drawn on top.
+    shape_bars = [p for p in ax.patches[:2]]
+    assert shape_bars[0].get_y() > shape_bars[1].get_y()
+    assert "target 0.85" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "read-back" in ax.get_xlabel()
+    plt.close("all")
+    with pytest.raises(ValueError):
+        viz.read_back_bars({})

@@ -106,22 +106,10 @@ class StrongerEncoder(nn.Module):
     card: the whole 4 x 4 map, (16 C,), into the FC layer). A global average keeps what is in the
     image but not where: position then has to be read from the zero padding's border effects, which
     a briefly trained encoder has not learned; flattening keeps the 16 cells apart.
-
-    ``fc_width``: the width of the shared FC layer before the mu and logvar heads (None: the last
-    stage's channels, the card's Linear(512 -> 512)). With ``max_channels=32`` that layer is 32 wide,
-    and every factor of the image has to pass through 32 units.
-
-    ``structure_channels`` = s > 0 adds a spatial code: a 1x1 conv on the last 4 x 4 map gives the mean
-    and log-variance of s channels per cell, flattened (s * 16 values each) after the ``z_dim`` values of
-    the global code. Outputs are then (B, z_dim + 16 s).
-
-    ``logvar_bias``: the initial bias of the logvar head(s) (card: 0, so every posterior starts about as
-    wide as the prior, sigma ~ 1); a negative value starts them narrow (-4: sigma ~ 0.14).
     """
 
     def __init__(self, z_dim: int = 512, input_size: int = 128, *, max_channels: int = 512,
-                 pool: str = "average", fc_width: int | None = None, structure_channels: int = 0,
-                 logvar_bias: float = 0.0):
+                 pool: str = "average"):
         super().__init__()
         check_power_of_two(input_size, "input_size", minimum=8, maximum=4 * 2 ** len(ENCODER_STAGES))
         if pool not in ENCODER_POOLS:
@@ -137,31 +125,17 @@ class StrongerEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.feature_channels = width
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if pool == "average" else nn.Flatten()
-        check_int("fc_width", fc_width, minimum=1, optional=True)
-        self.fc_width = width if fc_width is None else fc_width
-        self.fc = nn.Sequential(nn.Linear(width * (1 if pool == "average" else 16), self.fc_width),
+        self.fc = nn.Sequential(nn.Linear(width * (1 if pool == "average" else 16), width),
                                 nn.LeakyReLU(LRELU_SLOPE))
-        self.mu = nn.Linear(self.fc_width, z_dim)
-        self.logvar = nn.Linear(self.fc_width, z_dim)
-        self.structure_channels = check_int("structure_channels", structure_channels, minimum=0)
-        self.structure = (nn.Conv2d(width, 2 * structure_channels, kernel_size=1) if structure_channels
-                          else None)
+        self.mu = nn.Linear(width, z_dim)
+        self.logvar = nn.Linear(width, z_dim)
         for linear in (self.fc[0], self.mu, self.logvar):
             nn.init.xavier_uniform_(linear.weight)
             nn.init.zeros_(linear.bias)
-        nn.init.constant_(self.logvar.bias, logvar_bias)
-        if self.structure is not None:
-            nn.init.zeros_(self.structure.bias)
-            nn.init.constant_(self.structure.bias[structure_channels:], logvar_bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.stages(self.stem(x))
-        h = self.fc(self.pool(features))
-        mu, logvar = self.mu(h), self.logvar(h)
-        if self.structure is None:
-            return mu, logvar
-        s_mu, s_logvar = self.structure(features).chunk(2, dim=1)       # (B, s, 4, 4) each
-        return torch.cat([mu, s_mu.flatten(1)], 1), torch.cat([logvar, s_logvar.flatten(1)], 1)
+        h = self.fc(self.pool(self.stages(self.stem(x))))
+        return self.mu(h), self.logvar(h)
 
 
 class ConvolutionalVAE(nn.Module):
@@ -184,20 +158,6 @@ class ConvolutionalVAE(nn.Module):
             small base with a larger ``max_channels`` keeps the low resolutions, where shape and
             position are decided, wide and the expensive high resolutions narrow.
         encoder_pool: ``"average"`` (card) or ``"flatten"``: see ``StrongerEncoder``.
-        encoder_fc_width: the width of the encoder's FC layer (None: its channels, the card's);
-            see ``StrongerEncoder``.
-        encoder_logvar_bias: the initial bias of the encoder's logvar head (card: 0, posteriors start
-            with sigma ~ 1; see ``StrongerEncoder``).
-        structure_channels: s > 0 splits the latent into a global style code and a spatial
-            *structure* code of s channels on the 4 x 4 grid (z = [z_style (z_dim - 16 s), structure
-            (16 s)], both under the same N(0, I) prior and KL). The encoder fills the structure code
-            from its last 4 x 4 map (a 1x1 conv, cell by cell); the synthesis adds it to its 4 x 4 input
-            (a 1x1 conv); only z_style goes through the mapping network to w. A global w reaches the
-            picture only through per-channel statistics, so a decoder driven by w alone learns colours
-            fast and shapes slowly (``benchmarks/stylevae_learning.py``); a code laid out where the
-            object is gives shape and position a path of their own, as the structure code of the
-            Swapping Autoencoder (Park et al., 2020). It is the coarsest part of the decoder: ``mix``
-            takes it from z1 for every crossover k >= 1.
         mapping_gain: the gain of the mapping network's Xavier init (card: 0.5). With 0.5 every
             layer shrinks its input about 3x, so at initialisation w has a root-mean-square of 0.14
             after 2 layers, 0.017 after 4 and 2e-4 after the card's 8: w is nearly the same for
@@ -233,8 +193,7 @@ class ConvolutionalVAE(nn.Module):
                  mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
                  w_avg_beta: float = 0.995, skip_rgb: bool = False, input_mode: str = "const",
                  equalized_lr: bool = False, mapping_lr_mul: float = 1.0, encoder_pool: str = "average",
-                 mapping_gain: float = 0.5, channel_base: int = 32768, encoder_fc_width: int | None = None,
-                 structure_channels: int = 0, encoder_logvar_bias: float = 0.0):
+                 mapping_gain: float = 0.5, channel_base: int = 32768):
         super().__init__()
         for name, value in (("z_dim", z_dim), ("max_channels", max_channels), ("mapping_layers", mapping_layers),
                             ("channel_base", channel_base)):
@@ -247,26 +206,17 @@ class ConvolutionalVAE(nn.Module):
         check_noise_mode(noise_mode)
         if mapping_lr_mul != 1.0 and not equalized_lr:
             raise ValueError("mapping_lr_mul works through the equalized learning rate: set equalized_lr=True.")
-        check_int("structure_channels", structure_channels, minimum=0)
-        self.structure_channels = structure_channels
-        self.style_dim = z_dim - 16 * structure_channels     # the part of z that goes to the mapping network
-        if self.style_dim < 1:
-            raise ValueError(f"z_dim ({z_dim}) must exceed the structure code's 16 x structure_channels = "
-                             f"{16 * structure_channels} values.")
         self.z_dim, self.input_size = z_dim, input_size
-        self.w_dim = self.style_dim if w_dim is None else w_dim
+        self.w_dim = z_dim if w_dim is None else w_dim
         self.use_style_mixing, self.mixing_prob = use_style_mixing, mixing_prob
         self.logvar_clamp = logvar_clamp
         self.data_range = DATA_RANGE
 
-        self.encoder = StrongerEncoder(self.style_dim, input_size, max_channels=max_channels, pool=encoder_pool,
-                                       fc_width=encoder_fc_width, structure_channels=structure_channels,
-                                       logvar_bias=encoder_logvar_bias)
-        self.mapping = MappingNetwork(self.style_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
+        self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels, pool=encoder_pool)
+        self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
                                       init_gain=mapping_gain)
         self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels, channel_base=channel_base,
-                                   noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode,
-                                   structure_channels=structure_channels)
+                                   noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode)
         self.num_style_layers = self.synthesis.num_layers
         if equalized_lr:
             equalize_learning_rate(self.encoder)
@@ -303,36 +253,18 @@ class ConvolutionalVAE(nn.Module):
         ``noise_mode`` overrides the noise injections' default for this call.
         """
         self._check_no_labels(y)
-        z_style, structure = self.split_latent(self._check_z(z))
-        w = self.mapping(z_style, truncation_psi=truncation_psi)
-        return self.synthesis(w, noise_mode, self._truncate_structure(structure, truncation_psi))
-
-    def split_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """z (B, z_dim) -> (z_style (B, style_dim), the structure code (B, s, 4, 4), or None without one)."""
-        if not self.structure_channels:
-            return z, None
-        return z[:, :self.style_dim], z[:, self.style_dim:].reshape(-1, self.structure_channels, 4, 4)
-
-    def w_of(self, z: torch.Tensor, *, truncation_psi: float = 1.0) -> torch.Tensor:
-        """w = mapping(z_style) (B, w_dim) for codes z (B, z_dim): the mapping network's part of z."""
-        return self.mapping(self.split_latent(self._check_z(z))[0], truncation_psi=truncation_psi)
-
-    @staticmethod
-    def _truncate_structure(structure: torch.Tensor | None, psi: float) -> torch.Tensor | None:
-        # The structure code's average is the prior mean, 0: truncation scales it towards 0.
-        return structure if structure is None or psi == 1 else structure * psi
+        return self.synthesis(self.mapping(self._check_z(z), truncation_psi=truncation_psi), noise_mode)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> (recon_x (B, 3, S, S) in (-1, 1), mu (B, z_dim), logvar (B, z_dim))."""
         mu, logvar = self.encode(x)
-        z_style, structure = self.split_latent(self.reparameterize(mu, logvar))
-        w = self.mapping(z_style, update_w_avg=self.training)
+        w = self.mapping(self.reparameterize(mu, logvar), update_w_avg=self.training)
         ws = self.synthesis.per_layer(w)
         if self.use_style_mixing and self.training and torch.rand(()) < self.mixing_prob:
             crossover = int(torch.randint(1, self.num_style_layers, ()))
-            w2 = self.mapping(self.split_latent(self.reparameterize(mu, logvar))[0])
+            w2 = self.mapping(self.reparameterize(mu, logvar))
             ws = mix_styles(ws, self.synthesis.per_layer(w2), crossover)
-        return self.synthesis(ws, structure=structure), mu, logvar
+        return self.synthesis(ws), mu, logvar
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: None = None, *, noise_mode: str | None = "const") -> torch.Tensor:
@@ -359,16 +291,12 @@ class ConvolutionalVAE(nn.Module):
         """Images (B, 3, S, S) whose layers [0, crossover) read w1 = mapping(z1), the rest w2 = mapping(z2).
 
         z1, z2 (B, z_dim); both codes are truncated by ``truncation_psi``. Small crossovers let z2
-        set almost everything; crossover = L gives decode(z1), 0 gives decode(z2). A structure code
-        (``structure_channels``) is the coarsest input of all: it comes from z1 for every crossover >= 1.
+        set almost everything; crossover = L gives decode(z1), 0 gives decode(z2).
         """
         crossover = check_int("crossover", crossover, minimum=0, maximum=self.num_style_layers)
-        style1, structure1 = self.split_latent(self._check_z(z1, "z1"))
-        style2, structure2 = self.split_latent(self._check_z(z2, "z2"))
-        ws1 = self.synthesis.per_layer(self.mapping(style1, truncation_psi=truncation_psi))
-        ws2 = self.synthesis.per_layer(self.mapping(style2, truncation_psi=truncation_psi))
-        structure = self._truncate_structure(structure1 if crossover > 0 else structure2, truncation_psi)
-        return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode, structure)
+        ws1 = self.synthesis.per_layer(self.mapping(self._check_z(z1, "z1"), truncation_psi=truncation_psi))
+        ws2 = self.synthesis.per_layer(self.mapping(self._check_z(z2, "z2"), truncation_psi=truncation_psi))
+        return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode)
 
     # ---- internals -------------------------------------------------------------------------------
     @staticmethod

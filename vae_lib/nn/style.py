@@ -279,7 +279,7 @@ class Synthesis(nn.Module):
 
     def __init__(self, w_dim: int = 512, output_size: int = 128, *, max_channels: int = 512,
                  channel_base: int = 32768, noise_mode: str = "random", skip_rgb: bool = False,
-                 input_mode: str = "const", structure_channels: int = 0):
+                 input_mode: str = "const"):
         super().__init__()
         if input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}.")
@@ -294,11 +294,6 @@ class Synthesis(nn.Module):
             # Unit-variance maps for a unit-RMS w, like the N(0, 1) constant.
             nn.init.normal_(self.input.weight, std=1.0 / math.sqrt(w_dim))
             nn.init.zeros_(self.input.bias)
-        # A spatial code (B, s, 4, 4) added to the 4 x 4 input through a 1x1 conv (the StyleGAN-VAE's
-        # ``structure_channels``); a code of zeros, or none, leaves the input as it is.
-        self.structure_channels = check_int("structure_channels", structure_channels, minimum=0)
-        self.structure_in = (nn.Conv2d(structure_channels, self.channels[4], kernel_size=1, bias=False)
-                             if structure_channels else None)
         blocks, in_channels = [], self.channels[4]
         for res, out_channels in self.channels.items():
             blocks.append(SynthesisBlock(in_channels, out_channels, w_dim, res, first=res == 4,
@@ -320,36 +315,24 @@ class Synthesis(nn.Module):
         raise ValueError(f"Expected w of shape (B, {self.w_dim}) or (B, {self.num_layers}, {self.w_dim}), "
                          f"got {tuple(w.shape)}.")
 
-    def input_map(self, ws: torch.Tensor, structure: torch.Tensor | None = None) -> torch.Tensor:
-        """The 4 x 4 input (B, C_4, 4, 4): the learned constant, or ``input(ws[:, 0])``; plus
-        ``structure_in(structure)`` when a spatial code (B, s, 4, 4) is given (None: as a code of zeros)."""
+    def input_map(self, ws: torch.Tensor) -> torch.Tensor:
+        """The 4 x 4 input (B, C_4, 4, 4): the learned constant, or ``input(ws[:, 0])``."""
         if self.input_mode == "const":
-            x = self.const.expand(ws.shape[0], -1, -1, -1)
-        else:
-            x = self.input(ws[:, 0]).view(ws.shape[0], self.channels[4], 4, 4)
-        if structure is None:
-            return x
-        if self.structure_in is None:
-            raise ValueError("This synthesis takes no spatial code (structure_channels=0).")
-        if structure.shape != (ws.shape[0], self.structure_channels, 4, 4):
-            raise ValueError(f"structure must have shape ({ws.shape[0]}, {self.structure_channels}, 4, 4), "
-                             f"got {tuple(structure.shape)}.")
-        return x + self.structure_in(structure.to(x.dtype))
+            return self.const.expand(ws.shape[0], -1, -1, -1)
+        return self.input(ws[:, 0]).view(ws.shape[0], self.channels[4], 4, 4)
 
-    def block_outputs(self, ws: torch.Tensor, noise_mode: str | None = None,
-                      structure: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def block_outputs(self, ws: torch.Tensor, noise_mode: str | None = None) -> list[torch.Tensor]:
         """The feature maps after each block, [(B, C_4, 4, 4), (B, C_8, 8, 8), ..., (B, C_S, S, S)]."""
         ws = self.per_layer(ws)
-        x = self.input_map(ws, structure)
+        x = self.input_map(ws)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x, ws[:, 2 * i:2 * i + 2], noise_mode)
             outputs.append(x)
         return outputs
 
-    def forward(self, ws: torch.Tensor, noise_mode: str | None = None,
-                structure: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.block_outputs(ws, noise_mode, structure)
+    def forward(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+        features = self.block_outputs(ws, noise_mode)
         if not self.skip_rgb:
             return torch.tanh(self.to_rgb(features[-1]))
         rgb = None

@@ -27,13 +27,13 @@ from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, PADDING, class_conditional_sam
 from vae_lib.viz.latents import (TRAVERSAL_VALUES, class_swap, decode_latents, interpolate_latents,
                                  interpolation_paths, kl_per_dimension, latent_interpolation, latent_space,
                                  latent_traversal, latent_usage_per_run, project_2d)
-from vae_lib.viz.scores import conditional_accuracy_bars, factor_transfer_curves, seed_comparison
+from vae_lib.viz.scores import conditional_accuracy_bars, factor_transfer_curves, read_back_bars, seed_comparison
 from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_grid, mapping_layer_scales,
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
                                truncation_grid)
 
 __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "TRUNCATION_PSIS", "metric_curves",
-           "class_conditional_samples", "class_swap", "compare_runs", "conditional_accuracy_bars",
+           "class_conditional_samples", "class_swap", "compare_runs", "conditional_accuracy_bars", "read_back_bars",
            "decode_latents", "factor_histograms", "factor_transfer_curves", "factor_traversals",
            "feature_maps", "grid_array", "grid_figure", "image_grid", "interpolate_latents",
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",

@@ -135,3 +135,31 @@ def seed_comparison(runs: list[dict], measures: dict[str, str], variants, *, lab
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7, loc="lower left")
     return fig
+
+
+def read_back_bars(runs: dict[str, dict[str, float]], factors=("shape", "position_x", "object_hue"), *,
+                   target: float | None = None, dpi: int = DPI) -> Figure:
+    """How well a judge reads each factor back, per run: ``runs`` maps a run's label to {factor: ratio}, the
+    ratio being accuracy on the run's images over accuracy on the real ones (``judges.read_back``), so 1 is
+    "as well as from the data". One group of horizontal bars per run (top to bottom in the given order), one
+    bar per factor of ``factors`` (a factor a run lacks is left out); ``target`` draws a dashed line."""
+    if not runs:
+        raise ValueError("read_back_bars needs at least one run")
+    labels = list(runs)
+    height = 0.8 / len(factors)
+    fig = Figure(figsize=(8.5, 0.9 + 0.32 * len(labels) * len(factors) ** 0.5 + 0.3), dpi=dpi)
+    ax = fig.subplots()
+    positions = np.arange(len(labels))[::-1].astype(float)
+    for j, factor in enumerate(factors):
+        values = [runs[label].get(factor, np.nan) for label in labels]
+        ax.barh(positions + (len(factors) - 1 - 2 * j) * height / 2, values, height=height,
+                label=factor.replace("_", " "))
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.axvline(1.0, color="black", lw=0.8)
+    if target is not None:
+        ax.axvline(target, color="gray", ls="--", lw=0.8, label=f"target {target:g}")
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("judge read-back: accuracy on these images / on the real ones")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # beside the bars, never over them
+    fig.tight_layout()
+    return fig

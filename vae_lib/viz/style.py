@@ -142,17 +142,15 @@ def layer_swap_grid(model, z: torch.Tensor, z_other: torch.Tensor, *, noise_mode
     synthesis = model.synthesis
     device = model_device(model)
     with evaluation_mode(model):
-        z, z_other = z.to(device), z_other.to(device)
-        ws, ws_other = synthesis.per_layer(model.w_of(z)), synthesis.per_layer(model.w_of(z_other))
-        # A structure code (if the model has one) stays z's: only the styles are swapped.
-        structure, structure_other = model.split_latent(z)[1], model.split_latent(z_other)[1]
-        rows, labels = [synthesis(ws, noise_mode, structure)], ["z"]
+        ws = synthesis.per_layer(model.mapping(z.to(device)))
+        ws_other = synthesis.per_layer(model.mapping(z_other.to(device)))
+        rows, labels = [synthesis(ws, noise_mode)], ["z"]
         for i, res in enumerate(synthesis.resolutions):
             # layers [2i, 2i+2) from ws_other: two crossovers
             swapped = mix_styles(mix_styles(ws, ws_other, 2 * i), ws, 2 * i + 2)
-            rows.append(synthesis(swapped, noise_mode, structure))
+            rows.append(synthesis(swapped, noise_mode))
             labels.append(f"{res}x{res} from z'")
-        rows.append(synthesis(ws_other, noise_mode, structure_other))
+        rows.append(synthesis(ws_other, noise_mode))
         labels.append("z'")
     images = torch.cat([r.cpu() for r in rows])
     array = grid_array(images, z.shape[0], value_range_of(model, value_range))
