@@ -35,7 +35,7 @@ OUT = HERE / "results" / "profile_step.json"
 
 # Operator name fragments -> family (first match wins; names as torch.profiler reports them on CPU).
 FAMILIES = [
-    ("convolution backward", ("convolution_backward", "mkldnn_convolution_backward")),
+    ("convolution backward", ("convolution_backward", "conv2d_backward")),
     ("convolution forward", ("conv2d", "convolution", "mkldnn_convolution", "_convolution")),
     ("GroupNorm backward", ("native_group_norm_backward",)),
     ("GroupNorm forward", ("group_norm", "native_group_norm")),

@@ -105,6 +105,10 @@ VARIANTS = {
     # Tried on issue 11 and removed from the model, since none moved the shape (commit 0c9573a has them; their
     # records stay in the JSON): "preset-fc256" (encoder_fc_width=256), "preset-structure" (a 4 x 4 x 4 spatial
     # structure code beside z, z_dim 192), "preset-narrow" (encoder_logvar_bias=-4: posteriors start narrow).
+    "preset-judge2": {"loss_kwargs.perceptual_weight": 2.0, "loss_kwargs.perceptual_from_epoch": 0,
+                      "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
+    "preset-judge6": {"loss_kwargs.perceptual_weight": 6.0, "loss_kwargs.perceptual_from_epoch": 0,
+                      "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
     "preset-judge": {"loss_kwargs.perceptual_weight": 0.6, "loss_kwargs.perceptual_from_epoch": 0,
                      "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
 }
