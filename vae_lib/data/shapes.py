@@ -18,10 +18,11 @@ light           4     light from the left, top, right, bottom (a brightness ramp
 ==============  ====  ==============================================================
 
 ``fixed_factors`` holds some factors at one bin for every sample, e.g. ``UPRIGHT = {"rotation": 4}``
-(0 degrees): the CPU presets of the StyleGAN-VAE draw upright shapes, because a small decoder trained
-for minutes learns to draw 5 shapes but not 5 shapes at 8 angles (``benchmarks/stylevae_learning.py``,
-mode ``decoder``: shape read-back 0.39 with rotations, 0.88 upright, after the same 1,500 steps).
-The other factors of sample ``i`` are unchanged by it.
+(0 degrees): an easier data set, for experiments. A small style decoder trained for minutes learns to
+draw 5 upright shapes but not 5 shapes at 8 angles (``benchmarks/stylevae_learning.py``, mode
+``decoder``: shape read-back 0.88 upright, 0.39 at 8 angles, after the same 1,500 steps); the presets
+keep the 8 angles, because upright shapes alone did not make the whole VAE learn the shape
+(``benchmarks/README.md``). The other factors of sample ``i`` are unchanged by it.
 
 Shapes are signed distance functions (after Inigo Quilez's 2-D SDFs) evaluated on a pixel grid
 for a whole batch at once; the distance gives anti-aliased edges for free. Sample ``i`` depends
