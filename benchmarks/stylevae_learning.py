@@ -61,6 +61,7 @@ from vae_lib.experiments import build_data, build_loss, build_model
 from vae_lib.data.shapes import FACTOR_BINS
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
+from vae_lib.metrics import reconstructions
 from vae_lib.runtime import seed_everything
 from vae_lib.train import Trainer
 from vae_lib.utils import evaluation_mode
@@ -129,11 +130,17 @@ def reconstruction_psnr(model, images: torch.Tensor) -> float:
         return psnr(model.reconstruct(images).float(), images, (-1.0, 1.0)).mean().item()
 
 
-def shape_read_back(model, judge, held_out) -> dict[str, float]:
-    """The judge's read-back ratio (reconstruction accuracy / real accuracy) of each factor of ``READ_BACK``."""
-    with evaluation_mode(model):
-        recon = model.reconstruct(held_out.images).float()
-    return {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, recon, held_out).items() if f in READ_BACK}
+def evaluation_judge(config):
+    """The course's shapes judge at the config's image size (cached after the first call)."""
+    return train_or_load_judge(judge_settings("shapes", preset="quick",
+                                              dataset_kwargs={"size": config.model_kwargs["input_size"]}),
+                               verbose=False, progress=False)
+
+
+def read_back_ratios(judge, images: torch.Tensor, held_out) -> dict[str, float]:
+    """The judge's read-back ratio (accuracy on ``images``, reconstructions of ``held_out``, over accuracy on
+    the real images) of each factor of ``READ_BACK``."""
+    return {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, images, held_out).items() if f in READ_BACK}
 
 
 def factor_codes(factors: dict[str, torch.Tensor], z_dim: int) -> torch.Tensor:
@@ -182,11 +189,7 @@ def run_decoder(name: str, steps: int, n_test: int, common: dict | None, read_ba
     point = {"step": steps, "seconds": round(seconds, 1),
              "psnr_db": round(psnr(recon, test.images, (-1.0, 1.0)).mean().item(), 2)}
     if read_back:
-        judge = train_or_load_judge(judge_settings("shapes", preset="quick",
-                                                   dataset_kwargs={"size": config.model_kwargs["input_size"]}),
-                                    verbose=False, progress=False)
-        point["read_back"] = {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, recon, test).items()
-                              if f in READ_BACK}
+        point["read_back"] = read_back_ratios(evaluation_judge(config), recon, test)
     print(f"{name:>20} decoder step {steps:5d}  {seconds:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
           f"  (mean image {floor:.2f})" + (f"  read-back {point['read_back']}" if read_back else ""), flush=True)
     if images_dir is not None:
@@ -248,9 +251,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         held_out = held_out_data.images
     judge = None
     if read_back and mode != "overfit":
-        size = config.model_kwargs["input_size"]
-        judge = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs={"size": size}),
-                                    verbose=False, progress=False)
+        judge = evaluation_judge(config)
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
     trainer = Trainer(model, build_loss(config), config.train, progress=False)
     ema = trainer.ema
@@ -268,7 +269,8 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         if ema is not None:
             point["ema_psnr_db"] = round(reconstruction_psnr(ema.module, held_out), 2)
         if judge is not None:
-            point["read_back"] = shape_read_back(ema.module if ema is not None else model, judge, held_out_data)
+            scored = ema.module if ema is not None else model
+            point["read_back"] = read_back_ratios(judge, reconstructions(scored, held_out_data), held_out_data)
         curve.append(point)
         print(f"{name:>20} {mode:>7} step {point['step']:5d}  {point['seconds']:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
               f"  (mean image {floor:.2f})  kl {point['kl']:.1f}"

@@ -19,9 +19,8 @@ Judges are trained once and cached like any checkpoint, in
 """
 from __future__ import annotations
 
-import math
-
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
