@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -532,6 +533,40 @@ def perceptual_variant(config: ExperimentConfig, features: str, *, weight: float
     data = config.to_dict()
     data.update(name=f"{config.name}-{features}", loss_kwargs=loss)
     return ExperimentConfig.from_dict(data)
+
+
+# Notebook 03's four KL schedules (label -> the run's name suffix) and their budgets per course preset:
+# smaller than notebook 02's quick run (60,000 images, 10 epochs), so that four runs fit in one notebook.
+KL_SCHEDULES = {"beta=1": "beta1", "linear warm-up": "warmup", "cyclical": "cyclical", "beta=4": "beta4"}
+_KL_SCHEDULE_BUDGETS = {"smoke": {}, "quick": {"n_train": 20_000, "n_test": 2_000, "train.epochs": 3},
+                        "full": {"n_train": 60_000, "n_test": 2_000, "train.epochs": 10}}
+
+
+def kl_schedule_configs(preset: str | None = None, *, seed: int = 0) -> dict[str, ExperimentConfig]:
+    """Notebook 03's runs, ``{label: config}`` for the labels of ``KL_SCHEDULES``: the CVAE preset of the course
+    preset (``runtime.get_preset(preset)``) with a smaller budget and, per run, its beta schedule:
+
+    ``beta=1`` constant 1; ``linear warm-up`` 0 -> 1 over the first half of the run; ``cyclical`` 4 cycles, each
+    rising 0 -> 1 over its first half (Fu et al.'s M = 4, R = 0.5); ``beta=4`` constant 4. ``seed``
+    (``train.seed``) gives the same runs with another initialisation and data order
+    (``benchmarks/kl_schedules.py`` trains seeds 0, 1, 2; seed 0 is the notebook's run)."""
+    base = get_config("cvae", preset=preset)
+    budget = _KL_SCHEDULE_BUDGETS[runtime.get_preset(preset)]
+    n_train = budget.get("n_train", base.n_train)
+    total_steps = budget.get("train.epochs", base.train.epochs) * math.ceil(n_train / base.train.batch_size)
+    schedules = {
+        "beta=1": {"train.beta.kind": "constant", "train.beta.beta": 1.0},
+        "linear warm-up": {"train.beta.kind": "linear", "train.beta.beta": 1.0,
+                           "train.beta.warmup_steps": total_steps // 2},
+        "cyclical": {"train.beta.kind": "cyclical", "train.beta.beta": 1.0, "train.beta.n_cycles": 4,
+                     "train.beta.ratio": 0.5},
+        "beta=4": {"train.beta.kind": "constant", "train.beta.beta": 4.0},
+    }
+    check_int("seed", seed, minimum=0)
+    seeded = {"train.seed": seed} if seed != base.train.seed else {}
+    return {label: apply_overrides(base, {"name": f"{base.name}-kl-{KL_SCHEDULES[label]}", **budget, **overrides,
+                                          **seeded})
+            for label, overrides in schedules.items()}
 
 
 PRESETS = {
