@@ -2,14 +2,16 @@
 
 For each seed, the four runs of ``configs.kl_schedule_configs`` (card 1's CVAE on the course preset's data,
 notebook 03's budget: quick = 3 epochs of 157 steps on 20,000 Fashion-MNIST images): beta = 1 from the first
-step, a linear warm-up over the first half, 4 cyclical ramps, beta = 4. Seed 0 is the notebook's own runs
+step, a linear warm-up over the first half, 4 cyclical ramps, beta = 4, and beta = 1 with free bits (0.25 nats per
+dimension: the run of the notebook's question 2). Seed 0 is the notebook's own runs
 (``train.seed``: initialisation and data order). Each run is scored as the notebook scores it
 (``evaluate_model``, k = 1, the first 2,000 test images): test -ELBO, its reconstruction and KL parts (nats per
 image), Burda et al.'s active units and the dimensions that carry more than 0.1 nats each ("used").
 
     python benchmarks/kl_schedules.py --seeds 0 1 2     # -> benchmarks/results/kl_schedules.json
 
-Runs are cached under runs/ (``train_or_load``); a second call only scores them. The summary has, per schedule,
+Runs are cached under runs/ (``train_or_load``); a second call only scores them (a run's ``seconds`` is the time of
+the call that produced the row: its training, or about 0 when it was loaded). The summary has, per schedule,
 the mean and standard deviation over the seeds and the paired difference from ``beta=1`` (the runs of a seed
 share their initialisation and data order, so the difference within a seed is the schedule's effect).
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import KL_SCHEDULES, kl_schedule_configs
+from vae_lib.configs import FREE_BITS_RUN, KL_SCHEDULES, kl_schedule_configs
 from vae_lib.data import InMemoryLoader
 from vae_lib.evaluate import evaluate_model
 from vae_lib.experiments import build_data, train_or_load
@@ -33,10 +35,11 @@ from vae_lib.experiments import build_data, train_or_load
 RESULTS = Path(__file__).parent / "results" / "kl_schedules.json"
 USED_NATS = 0.1          # a dimension "in use" carries more than this many nats on average
 MEASURES = ("neg_elbo", "nll", "kl", "active_units", "used_dims")
+VARIANTS = [*KL_SCHEDULES, FREE_BITS_RUN[0]]
 
 
 def score_seed(seed: int, preset: str) -> list[dict]:
-    configs = kl_schedule_configs(preset, seed=seed)
+    configs = kl_schedule_configs(preset, seed=seed, free_bits=True)
     test = build_data(configs["beta=1"], "test", verbose=False)
     loader = InMemoryLoader(test.images, test.labels, batch_size=250, shuffle=False)
     rows = []
@@ -58,7 +61,7 @@ def score_seed(seed: int, preset: str) -> list[dict]:
 def summarise(runs: list[dict]) -> dict:
     """Per schedule: mean and sd over seeds of each measure, and the paired difference from beta=1."""
     summary = {}
-    for label in KL_SCHEDULES:
+    for label in VARIANTS:
         rows = {r["seed"]: r for r in runs if r["variant"] == label}
         if not rows:
             continue
@@ -91,7 +94,7 @@ def main() -> None:
     runs = [r for r in old.get("runs", []) if r["seed"] not in args.seeds or old.get("preset") != args.preset]
     for seed in args.seeds:
         runs += score_seed(seed, args.preset)
-    runs.sort(key=lambda r: (r["seed"], list(KL_SCHEDULES).index(r["variant"])))
+    runs.sort(key=lambda r: (r["seed"], VARIANTS.index(r["variant"])))
     result = {"date": time.strftime("%Y-%m-%d"), "preset": args.preset,
               "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__},

@@ -1,10 +1,11 @@
 import hashlib
 import json
+import math
 
 import pytest
 
-from vae_lib.configs import (PRESETS, BetaConfig, ExperimentConfig, TrainConfig, apply_overrides,
-                             get_config)
+from vae_lib.configs import (KL_SCHEDULES, PRESETS, BetaConfig, ExperimentConfig, TrainConfig, apply_overrides,
+                             get_config, kl_schedule_configs)
 
 
 def test_train_defaults_are_the_cvae_card():
@@ -220,3 +221,38 @@ def test_read_names_the_file_of_an_invalid_config(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match=f"{path} is not a valid run config"):
         ExperimentConfig.read(path)
+
+
+# Notebook 03's four runs on the quick preset: these hashes name its stored runs (before the data key joins).
+KL_SCHEDULE_HASHES = {"beta=1": "1b19884398", "linear warm-up": "a48ac0d086", "cyclical": "a4c74ecd26",
+                      "beta=4": "7304830078"}
+
+
+def test_the_kl_schedule_runs_of_notebook_03():
+    configs = kl_schedule_configs("quick")
+    assert list(configs) == list(KL_SCHEDULES) == list(KL_SCHEDULE_HASHES)
+    assert {label: c.hash() for label, c in configs.items()} == KL_SCHEDULE_HASHES
+    base = get_config("cvae-quick")
+    steps = 3 * math.ceil(20_000 / base.train.batch_size)            # 3 epochs of 157 steps
+    for label, config in configs.items():
+        assert config.name == f"cvae-quick-kl-{KL_SCHEDULES[label]}"
+        assert (config.n_train, config.n_test, config.train.epochs) == (20_000, 2_000, 3)
+        assert config.model_kwargs == base.model_kwargs and config.train.lr == base.train.lr
+    beta = {label: config.train.beta for label, config in configs.items()}
+    assert (beta["beta=1"].kind, beta["beta=1"].beta) == ("constant", 1.0)
+    assert (beta["beta=4"].kind, beta["beta=4"].beta) == ("constant", 4.0)
+    assert (beta["linear warm-up"].kind, beta["linear warm-up"].warmup_steps) == ("linear", steps // 2)
+    assert (beta["cyclical"].kind, beta["cyclical"].n_cycles, beta["cyclical"].ratio) == ("cyclical", 4, 0.5)
+    # Another seed: the same runs but for train.seed, so a new hash; seed 0 is the notebook's run.
+    seeded = kl_schedule_configs("quick", seed=2)
+    for label in configs:
+        assert seeded[label].train.seed == 2 and seeded[label].hash() != configs[label].hash()
+        assert apply_overrides(seeded[label], {"train.seed": 0}).hash() == configs[label].hash()
+    # Question 2's fifth run: beta=1 with free bits, the notebook's recipe for it.
+    with_free_bits = kl_schedule_configs("quick", free_bits=True)
+    assert list(with_free_bits) == [*KL_SCHEDULES, "free bits"]
+    assert with_free_bits["free bits"].hash() == apply_overrides(
+        configs["beta=1"], {"name": "cvae-quick-kl-freebits", "loss_kwargs.free_bits": 0.25}).hash()
+    assert kl_schedule_configs("smoke")["beta=1"].n_train == get_config("cvae-smoke").n_train   # smoke: no smaller budget
+    with pytest.raises(ValueError, match="seed"):
+        kl_schedule_configs("quick", seed=-1)

@@ -255,31 +255,6 @@ def test_loss_with_judge_features():
     assert StyleVAELoss(features="judge", feature_net=judge).layers == judge.block_names
 
 
-
-def test_the_perceptual_term_can_end_at_an_epoch():
-    """perceptual_until_epoch: on for from <= epoch < until, counted in the loss only then; a bad window is refused."""
-    judge = tiny_judge()
-    loss = StyleVAELoss(perceptual_weight=2.0, perceptual_from_epoch=0, perceptual_until_epoch=2, features="judge",
-                        feature_net=judge, layers=("block2",))
-    x = images()
-    x_hat = (x + 0.3).tanh()
-    model = FixedModel(x_hat, torch.zeros(2, 3), torch.zeros(2, 3))
-    want = feature_distance("judge", judge=judge, layers=("block2",))(x_hat, x).mean().item()
-    for epoch, on in ((0, True), (1, True), (2, False), (7, False)):
-        terms = loss(model, (x,), beta=1.0, epoch=epoch)
-        assert loss.uses_perceptual(epoch) is on
-        assert terms["perceptual"].item() == pytest.approx(want if on else 0.0, rel=1e-5)
-        assert terms["loss"].item() == pytest.approx(terms["mse"].item() + (2.0 * want if on else 0.0), rel=1e-5)
-    assert "perceptual_until_epoch=2" in repr(loss)
-    assert "perceptual_until_epoch" not in repr(StyleVAELoss(features="judge", feature_net=judge))
-    for until in (0, 3):
-        with pytest.raises(ValueError, match="perceptual_until_epoch must be None or > perceptual_from_epoch"):
-            StyleVAELoss(perceptual_from_epoch=3, perceptual_until_epoch=until, features="judge", feature_net=judge)
-    # A loss whose term ran in early epochs is not the same before a later epoch as one without it.
-    assert not StyleVAELoss.same_until({"perceptual_weight": 0.0}, {"perceptual_weight": 2.0, "perceptual_from_epoch": 0,
-                                                                    "perceptual_until_epoch": 2}, 4)
-
-
 # --------------------------------------------------------------------------------------- build_loss
 def test_build_loss_gives_the_loss_a_judge_trained_with_another_seed(monkeypatch):
     asked = []

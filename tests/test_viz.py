@@ -666,3 +666,22 @@ def test_seed_comparison_draws_a_panel_per_measure_and_a_line_per_seed():
     assert fixed.axes[0].get_ylim() == (0, 1)
     with pytest.raises(ValueError, match="measure"):
         viz.seed_comparison(runs, {}, ["a"])
+
+
+def test_rate_distortion_puts_every_run_at_its_kl_and_reconstruction():
+    from vae_lib import viz
+
+    runs = [{"seed": s, "variant": v, "kl": kl + s, "nll": nll - s} for s in (0, 1, 2)
+            for v, kl, nll in (("beta=1", 10.0, 247.0), ("beta=4", 3.0, 262.0))]
+    fig = viz.rate_distortion(runs, ["beta=1", "beta=4"], labels={"beta=4": "β = 4"})
+    ax = fig.axes[0]
+    points = {tuple(p) for c in ax.collections for p in c.get_offsets().tolist()}
+    assert {(r["kl"], r["nll"]) for r in runs} <= points
+    assert len(ax.collections) == 2 * 3 + 3          # a set per (variant, seed), and an empty one per seed marker
+    assert "KL" in ax.get_xlabel() and "nats" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["beta=1", "β = 4"] and "seed 2" in legend
+    diagonals = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert diagonals and all(len(set(line.get_xdata() + line.get_ydata())) == 1 for line in diagonals)  # equal -ELBO
+    with pytest.raises(ValueError, match="rate_distortion needs runs"):
+        viz.rate_distortion(runs, ["cyclical"])

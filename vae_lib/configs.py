@@ -538,18 +538,23 @@ def perceptual_variant(config: ExperimentConfig, features: str, *, weight: float
 # Notebook 03's four KL schedules (label -> the run's name suffix) and their budgets per course preset:
 # smaller than notebook 02's quick run (60,000 images, 10 epochs), so that four runs fit in one notebook.
 KL_SCHEDULES = {"beta=1": "beta1", "linear warm-up": "warmup", "cyclical": "cyclical", "beta=4": "beta4"}
+# The fifth run of notebook 03's question 2 (and of benchmarks/kl_schedules.py): beta=1 with free bits.
+FREE_BITS_RUN = ("free bits", "freebits", 0.25)
 _KL_SCHEDULE_BUDGETS = {"smoke": {}, "quick": {"n_train": 20_000, "n_test": 2_000, "train.epochs": 3},
                         "full": {"n_train": 60_000, "n_test": 2_000, "train.epochs": 10}}
 
 
-def kl_schedule_configs(preset: str | None = None, *, seed: int = 0) -> dict[str, ExperimentConfig]:
+def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
+                        free_bits: bool = False) -> dict[str, ExperimentConfig]:
     """Notebook 03's runs, ``{label: config}`` for the labels of ``KL_SCHEDULES``: the CVAE preset of the course
     preset (``runtime.get_preset(preset)``) with a smaller budget and, per run, its beta schedule:
 
     ``beta=1`` constant 1; ``linear warm-up`` 0 -> 1 over the first half of the run; ``cyclical`` 4 cycles, each
     rising 0 -> 1 over its first half (Fu et al.'s M = 4, R = 0.5); ``beta=4`` constant 4. ``seed``
     (``train.seed``) gives the same runs with another initialisation and data order
-    (``benchmarks/kl_schedules.py`` trains seeds 0, 1, 2; seed 0 is the notebook's run)."""
+    (``benchmarks/kl_schedules.py`` trains seeds 0, 1, 2; seed 0 is the notebook's run). ``free_bits=True`` adds a
+    fifth run, ``"free bits"``: ``beta=1`` with ``loss_kwargs.free_bits`` 0.25 nats per dimension, named
+    ``<preset>-kl-freebits`` (the run of the notebook's question 2)."""
     base = get_config("cvae", preset=preset)
     budget = _KL_SCHEDULE_BUDGETS[runtime.get_preset(preset)]
     n_train = budget.get("n_train", base.n_train)
@@ -564,9 +569,14 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0) -> dict[str
     }
     check_int("seed", seed, minimum=0)
     seeded = {"train.seed": seed} if seed != base.train.seed else {}
-    return {label: apply_overrides(base, {"name": f"{base.name}-kl-{KL_SCHEDULES[label]}", **budget, **overrides,
-                                          **seeded})
-            for label, overrides in schedules.items()}
+    configs = {label: apply_overrides(base, {"name": f"{base.name}-kl-{KL_SCHEDULES[label]}", **budget, **overrides,
+                                             **seeded})
+               for label, overrides in schedules.items()}
+    if free_bits:
+        label, slug, nats = FREE_BITS_RUN
+        configs[label] = apply_overrides(configs["beta=1"], {"name": f"{base.name}-kl-{slug}",
+                                                             "loss_kwargs.free_bits": nats})
+    return configs
 
 
 PRESETS = {

@@ -110,7 +110,7 @@ class CVAELoss:
         return f"CVAELoss(free_bits={self.free_bits})"
 
 
-RECONSTRUCTIONS = ("mse", "calibrated", "calibrated-laplace")
+RECONSTRUCTIONS = ("mse", "calibrated")
 DEFAULT_PERCEPTUAL_FROM_EPOCH = 20     # the card: the perceptual term joins after 20 epochs
 _FROM_FEATURES = object()      # vgg_weights not given: ``features`` decides
 
@@ -146,10 +146,6 @@ class StyleVAELoss:
         perceptual_weight: weight of the perceptual term (default 0.1, see ``vae_lib.perceptual``).
         perceptual_from_epoch: the perceptual term is added when ``epoch >= perceptual_from_epoch``
             (card: after 20 epochs; ``epoch`` counts from 0); before that it is reported as 0.
-        perceptual_until_epoch: beyond the card: the term is dropped again from this epoch on (None:
-            never). With ``perceptual_from_epoch=0`` it makes a curriculum: shape-reading features
-            first, while the code for shape and position is found, then pixels alone (see
-            ``benchmarks/README.md``, "The shape found").
         features: the perceptual features (``vae_lib.perceptual.FEATURES``): ``"vgg19-imagenet"`` (card),
             ``"vgg19-random"`` (random VGG19 weights: a warning, and ``repr`` says RANDOM) or ``"judge"``
             (a trained judge's conv blocks; needs ``feature_net``). ``self.features`` and ``repr``
@@ -177,7 +173,6 @@ class StyleVAELoss:
 
     def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
                  perceptual_from_epoch: int = DEFAULT_PERCEPTUAL_FROM_EPOCH, vgg_weights: str | None = _FROM_FEATURES, *,
-                 perceptual_until_epoch: int | None = None,
                  features: str = "vgg19-imagenet", feature_net: nn.Module | None = None,
                  layers: tuple[str, ...] | None = None, reconstruction: str = "mse", min_sigma: float = 0.01):
         if not (mse_weight >= 0 and perceptual_weight >= 0):
@@ -185,18 +180,14 @@ class StyleVAELoss:
                              f"{perceptual_weight}.")
         if perceptual_from_epoch < 0:
             raise ValueError(f"perceptual_from_epoch must be >= 0, got {perceptual_from_epoch}.")
-        if perceptual_until_epoch is not None and not perceptual_until_epoch > perceptual_from_epoch:
-            raise ValueError(f"perceptual_until_epoch must be None or > perceptual_from_epoch "
-                             f"({perceptual_from_epoch}), got {perceptual_until_epoch}.")
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}.")
-        if reconstruction.startswith("calibrated") and mse_weight != 1.0:
+        if reconstruction == "calibrated" and mse_weight != 1.0:
             raise ValueError("reconstruction='calibrated' learns the pixel term's weight: leave mse_weight at 1.")
         if not min_sigma > 0:
             raise ValueError(f"min_sigma must be > 0, got {min_sigma}.")
         self.mse_weight, self.perceptual_weight = float(mse_weight), float(perceptual_weight)
         self.perceptual_from_epoch = int(perceptual_from_epoch)
-        self.perceptual_until_epoch = None if perceptual_until_epoch is None else int(perceptual_until_epoch)
         self.reconstruction, self.min_sigma = reconstruction, float(min_sigma)
         if vgg_weights is not _FROM_FEATURES and features == "vgg19-imagenet":
             features = features_of_vgg_weights(vgg_weights)
@@ -231,8 +222,7 @@ class StyleVAELoss:
         return describe_features(self.features, self.layers, self.feature_net)
 
     # The settings that act only from ``perceptual_from_epoch`` on (see ``same_until``).
-    PERCEPTUAL_SETTINGS = ("perceptual_weight", "perceptual_from_epoch", "perceptual_until_epoch", "vgg_weights",
-                           "features", "layers",
+    PERCEPTUAL_SETTINGS = ("perceptual_weight", "perceptual_from_epoch", "vgg_weights", "features", "layers",
                            "judge_seed", "judge_preset")
 
     @classmethod
@@ -251,8 +241,7 @@ class StyleVAELoss:
         return rest(kwargs_a) == rest(kwargs_b) and off_before(kwargs_a) and off_before(kwargs_b)
 
     def uses_perceptual(self, epoch: int) -> bool:
-        return (self.perceptual_weight > 0 and epoch >= self.perceptual_from_epoch
-                and (self.perceptual_until_epoch is None or epoch < self.perceptual_until_epoch))
+        return self.perceptual_weight > 0 and epoch >= self.perceptual_from_epoch
 
     def __call__(self, model, batch, *, beta: float, epoch: int = 0) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -273,14 +262,6 @@ class StyleVAELoss:
             nll = mse / (2 * sigma ** 2) + dims * (sigma.log() + 0.5 * math.log(2 * math.pi))
             loss = nll + self.perceptual_weight * perceptual + beta * kl
             terms = {"nll": nll, "sigma": sigma}
-        elif self.reconstruction == "calibrated-laplace":
-            # Laplace likelihood with the batch's maximum-likelihood scale b = mean |x - x_hat|.
-            absolute = (x_hat.float() - x.float()).abs().flatten(1)
-            b = absolute.detach().mean().clamp(min=self.min_sigma)
-            dims = squared.shape[1]
-            nll = absolute.sum(1).mean() / b + dims * (2 * b).log()
-            loss = nll + self.perceptual_weight * perceptual + beta * kl
-            terms = {"nll": nll, "sigma": b}
         else:
             loss = self.mse_weight * mse + self.perceptual_weight * perceptual + beta * kl
         return {
@@ -293,10 +274,7 @@ class StyleVAELoss:
         }
 
     def __repr__(self) -> str:
-        recon = ("" if self.reconstruction == "mse"
-                 else f", reconstruction={self.reconstruction!r}, min_sigma={self.min_sigma}")
+        recon = "" if self.reconstruction == "mse" else f", reconstruction='calibrated', min_sigma={self.min_sigma}"
         return (f"StyleVAELoss(mse_weight={self.mse_weight}, perceptual_weight={self.perceptual_weight}, "
-                f"perceptual_from_epoch={self.perceptual_from_epoch}"
-                + (f", perceptual_until_epoch={self.perceptual_until_epoch}" if self.perceptual_until_epoch is not None
-                   else "") + f", features={self.describe_features()}"
+                f"perceptual_from_epoch={self.perceptual_from_epoch}, features={self.describe_features()}"
                 f"{recon})")

@@ -27,7 +27,8 @@ from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, PADDING, class_conditional_sam
 from vae_lib.viz.latents import (TRAVERSAL_VALUES, class_swap, decode_latents, interpolate_latents,
                                  interpolation_paths, kl_per_dimension, latent_interpolation, latent_space,
                                  latent_traversal, latent_usage_per_run, project_2d)
-from vae_lib.viz.scores import conditional_accuracy_bars, factor_transfer_curves, read_back_bars, seed_comparison
+from vae_lib.viz.scores import (conditional_accuracy_bars, factor_transfer_curves, rate_distortion, read_back_bars,
+                               seed_comparison)
 from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_grid, mapping_layer_scales,
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
                                truncation_grid)
@@ -38,6 +39,7 @@ __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "T
            "feature_maps", "grid_array", "grid_figure", "image_grid", "interpolate_latents",
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",
            "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
-           "mixing_influence_curves", "noise_variation", "project_2d", "reconstructions", "samples_per_run", "seed_comparison",
+           "mixing_influence_curves", "noise_variation", "project_2d", "rate_distortion", "reconstructions",
+           "samples_per_run", "seed_comparison",
            "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid",
            "value_range_of"]

@@ -163,3 +163,58 @@ def read_back_bars(runs: dict[str, dict[str, float]], factors=("shape", "positio
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # beside the bars, never over them
     fig.tight_layout()
     return fig
+
+
+def rate_distortion(runs: list[dict], variants, *, labels: dict | None = None, rate: str = "kl",
+                    distortion: str = "nll", dpi: int = DPI) -> Figure:
+    """Every run as a point: its rate (the KL term, nats per image) across, its distortion (the
+    reconstruction term E_q[-log p(x|z)], nats per image) up; one colour per variant, one marker per seed.
+
+    The dotted diagonals are lines of equal -ELBO = distortion + rate (nats): a run below and left of another has
+    the better bound; along a diagonal, runs trade reconstruction for KL at the same bound.
+
+    runs: dicts with "seed", "variant", ``rate`` and ``distortion`` (``benchmarks/kl_schedules.py``'s "runs").
+    variants: the variants to draw, in the legend's order; ``labels``: their names in the legend.
+    """
+    variants = list(variants)
+    shown = [r for r in runs if r["variant"] in variants]
+    if not shown:
+        raise ValueError(f"rate_distortion needs runs of the variants {variants}")
+    seeds = sorted({r["seed"] for r in shown})
+    markers = dict(zip(seeds, "osD^v<>ph*"))
+    fig = Figure(figsize=(5.6, 3.8), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.array([float(r[rate]) for r in shown])
+    y = np.array([float(r[distortion]) for r in shown])
+    pad_x, pad_y = 0.08 * (np.ptp(x) or 1.0), 0.08 * (np.ptp(y) or 1.0)
+    x_lim, y_lim = (x.min() - pad_x, x.max() + pad_x), (y.min() - pad_y, y.max() + pad_y)
+    totals = x + y
+    step = _round_step((totals.max() - totals.min()) / 4 or 1.0)
+    for total in np.arange(np.floor((x_lim[0] + y_lim[0]) / step) * step, x_lim[1] + y_lim[1] + step, step):
+        ax.plot(x_lim, [total - x_lim[0], total - x_lim[1]], ":", color="gray", lw=0.8)
+        label_x = min(x_lim[1], total - y_lim[0]) - 0.02 * np.ptp(x_lim)
+        if x_lim[0] < label_x and y_lim[0] < total - label_x < y_lim[1]:
+            ax.text(label_x, total - label_x, f"{total:g}", fontsize="x-small", color="gray", ha="right", va="bottom")
+    colours = {v: f"C{i}" for i, v in enumerate(variants)}
+    for variant in variants:
+        for seed in seeds:
+            points = [r for r in shown if r["variant"] == variant and r["seed"] == seed]
+            if points:
+                ax.scatter([float(r[rate]) for r in points], [float(r[distortion]) for r in points], s=36,
+                           color=colours[variant], marker=markers[seed],
+                           label=(labels or {}).get(variant, variant) if seed == seeds[0] else None)
+    for seed in seeds:
+        ax.scatter([], [], color="gray", marker=markers[seed], label=f"seed {seed}")
+    ax.set_xlim(*x_lim)
+    ax.set_ylim(*y_lim)
+    ax.set_xlabel("rate: KL term (nats per image)")
+    ax.set_ylabel("distortion: reconstruction term (nats per image)")
+    ax.set_title("rate against distortion (dotted: equal -ELBO, nats)")
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _round_step(value: float) -> float:
+    """A round number (1, 2 or 5 times a power of ten) near ``value`` > 0."""
+    power = 10 ** np.floor(np.log10(value))
+    return float(min((1, 2, 5, 10), key=lambda m: abs(m * power - value)) * power)
