@@ -1,4 +1,4 @@
-"""The exercises that are not transcription: predict-then-run in notebooks 01 and 02, debug-this in 03."""
+"""The exercises that are not transcription: predict-then-run in notebooks 01, 02, 04, 05 and 06, debug-this in 03."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lib.exercises import ExerciseError
-from vae_lib.exercises import elbo, resblock
+from vae_lib.exercises import elbo, resblock, style, stylevae
 
 
 # ---------------------------------------------------------------- notebook 01: shapes and parameter counts
@@ -110,3 +110,55 @@ def test_collapse_experiment_shows_the_bug(capsys):
     assert fixed["active_units"] >= 3 and fixed["reconstruction"] < buggy["reconstruction"]
     out = capsys.readouterr().out
     assert "buggy_loss" in out and "fixed_loss" in out and "units active" in out
+
+
+# ------------------------------------------------- notebooks 04, 05, 06: codes, AdaIN and PSNR, predicted
+PREDICT_THEN_RUN = [(style.check_predicted_codes, style.solution_predicted_codes),
+                    (style.check_predicted_adain, style.solution_predicted_adain),
+                    (stylevae.check_predicted_psnr, stylevae.solution_predicted_psnr)]
+
+
+@pytest.mark.parametrize("check, solution", PREDICT_THEN_RUN)
+def test_predict_then_run_references_pass_and_print_both_columns(check, solution, capsys):
+    assert check(solution) is True
+    out = capsys.readouterr().out
+    assert "predicted" in out and "measured" in out
+    for key, value in solution().items():
+        assert key in out and f"{value:.3f}" in out            # the measured value equals the reference's
+
+
+@pytest.mark.parametrize("check, solution, wrong, hint", [
+    (style.check_predicted_codes, style.solution_predicted_codes, {"rms after PixelNorm, z x 1000": 1000.0},
+     "any scale of z cancels"),
+    (style.check_predicted_codes, style.solution_predicted_codes, {"norm after PixelNorm": 1.0}, "sqrt(512)"),
+    (style.check_predicted_codes, style.solution_predicted_codes, {"spread at psi 0.25": 0.0625}, "not psi squared"),
+    (style.check_predicted_adain, style.solution_predicted_adain, {"channel mean": 0.0}, "the style adds y_b"),
+    (style.check_predicted_adain, style.solution_predicted_adain, {"channel std, input x 100": 300.0},
+     "its scale cancels"),
+    (style.check_predicted_adain, style.solution_predicted_adain, {"channel std": 1.0}, "multiplies by y_s"),
+    (stylevae.check_predicted_psnr, stylevae.solution_predicted_psnr, {"error 0.1, range [-1, 1]": 13.01},
+     "20 log10(R / RMS error)"),
+    (stylevae.check_predicted_psnr, stylevae.solution_predicted_psnr, {"error 0.05, range [-1, 1]": 29.03},
+     "+6 dB, not +3"),
+    (stylevae.check_predicted_psnr, stylevae.solution_predicted_psnr, {"error 0.1, range [0, 1]": 26.02},
+     "the width of the range"),
+])
+def test_predict_then_run_names_the_slip(check, solution, wrong, hint):
+    answer = {**solution(), **wrong}
+    with pytest.raises(ExerciseError) as error:
+        check(lambda: answer)
+    assert hint in str(error.value) and list(wrong)[0] in str(error.value)
+
+
+@pytest.mark.parametrize("check, solution", PREDICT_THEN_RUN)
+def test_predict_then_run_refuses_other_keys_and_reports_a_stub(check, solution, capsys):
+    with pytest.raises(ExerciseError, match="keys"):
+        check(lambda: {"a guess": 1.0})
+    with pytest.raises(ExerciseError, match="must be a number"):
+        check(lambda: {key: "about three" for key in solution()})
+
+    def stub():
+        raise NotImplementedError(f"{check.exercise}: your code here")
+
+    assert check(stub) is False
+    assert "not done yet" in capsys.readouterr().out

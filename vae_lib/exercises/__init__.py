@@ -124,3 +124,31 @@ def close(a, b, atol: float = 1e-4, rtol: float = 1e-4) -> bool:
 def max_diff(a, b) -> float:
     """Largest absolute difference, in float64."""
     return (a.double() - b.double()).abs().max().item()
+
+
+def compare_predictions(name: str, student_fn, measured: dict[str, float], questions: dict[str, str], *,
+                        rel: float = 0.01, atol: float = 0.05, hint=None, unit: str = "") -> None:
+    """The check of a predict-then-run exercise: ``student_fn()`` returns {key: number} for the keys of
+    ``questions`` (key -> what is asked); prints each prediction beside the ``measured`` value and raises an
+    ``ExerciseError`` naming every miss (beyond ``max(atol, rel * |measured|)``), with ``hint(key, got, want)``'s
+    words when it has any."""
+    predictions = call_student(name, student_fn, tensor=False)
+    if not isinstance(predictions, dict) or set(predictions) != set(questions):
+        keys = sorted(predictions) if isinstance(predictions, dict) else type(predictions).__name__
+        raise ExerciseError(f"{name}() must return a dict with the keys {sorted(questions)}, got {keys}.")
+    width = max(len(key) for key in questions) + 2
+    print(f"{unit:<{width}}{'predicted':>11}{'measured':>11}")
+    problems = []
+    for key in questions:
+        try:
+            got = float(predictions[key])
+        except (TypeError, ValueError):
+            raise ExerciseError(f"{name}()[{key!r}] must be a number, got {predictions[key]!r}.") from None
+        want = float(measured[key])
+        print(f"{key:<{width}}{got:>11.3f}{want:>11.3f}")
+        if abs(got - want) > max(atol, rel * abs(want)):
+            words = hint(key, got, want) if hint is not None else None
+            problems.append(f"{key} ({questions[key]}): measured {want:.4g}, you predicted {got:.4g}"
+                            + (f": {words}" if words else ""))
+    if problems:
+        raise ExerciseError("; ".join(problems) + ".")

@@ -11,6 +11,10 @@ check_pixel_norm    pixel_norm(x) (B, D) -> (B, D)              ``PixelNorm()``
 check_truncation    truncate(w, w_avg, psi) -> (B, D)           ``MappingNetwork.truncate``
 check_adain         adain(x, scale, bias) (B, C, H, W)          ``AdaIN`` with the same style
 check_mixing        mix(ws1, ws2, crossover) (B, L, D)          ``mix_styles``
+check_predicted_codes   predicted_codes() -> 3 numbers          measured with ``PixelNorm`` and
+                        (notebook 04: predict, then run)        ``MappingNetwork.truncate``
+check_predicted_adain   predicted_adain() -> 3 numbers          measured with ``AdaIN``
+                        (notebook 05: predict, then run)
 ==================  ==========================================  ===================================
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 
 import torch
 
-from vae_lib.exercises import ExerciseError, exercise, passed
+from vae_lib.exercises import ExerciseError, compare_predictions, exercise, passed
 from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.nn.style import AdaIN, MappingNetwork, PixelNorm, mix_styles
 
@@ -171,3 +175,98 @@ def _normalised_over(x, dims, scale, bias, eps: float = 1e-5, unbiased: bool = F
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
     return scale[:, :, None, None] * (x - mean) / torch.sqrt(var + eps) + bias[:, :, None, None]
+
+
+# ---- notebook 04, exercise 3: predict, then run -------------------------------------------------
+PREDICTED_CODES = {
+    "rms after PixelNorm, z x 1000": "the root-mean-square of one code after PixelNorm, when z ~ N(0, I) of 512 "
+                                     "dimensions is first multiplied by 1000",
+    "norm after PixelNorm": "the Euclidean length of that code after PixelNorm (512 dimensions)",
+    "spread at psi 0.25": "the spread (standard deviation over samples) of truncated codes w_avg + psi (w - w_avg) "
+                          "at psi = 0.25, as a share of the spread of w itself",
+}
+
+
+def _measured_codes() -> dict[str, float]:
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(64, 512, generator=gen)
+    normed = PixelNorm()(1000.0 * z)
+    mapping = MappingNetwork(z_dim=512, num_layers=2)
+    with torch.no_grad():
+        w = mapping(z)
+        mapping.w_avg.copy_(w.mean(0))
+        truncated = mapping.truncate(w, 0.25)
+    return {"rms after PixelNorm, z x 1000": normed.pow(2).mean(1).sqrt().mean().item(),
+            "norm after PixelNorm": normed.norm(dim=1).mean().item(),
+            "spread at psi 0.25": (truncated.std(0).mean() / w.std(0).mean()).item()}
+
+
+def _codes_hint(key: str, got: float, want: float) -> str | None:
+    if key == "rms after PixelNorm, z x 1000" and abs(got - 1000) < 50:
+        return "PixelNorm divides each code by its own root-mean-square, so any scale of z cancels"
+    if key == "norm after PixelNorm" and abs(got - 1) < 0.05:
+        return "a root-mean-square of 1 over 512 numbers is a length of sqrt(512): the code lies on that sphere"
+    if key == "spread at psi 0.25" and abs(got - 0.0625) < 0.01:
+        return "truncation scales the distance to w_avg by psi, so the spread by psi, not psi squared"
+    return None
+
+
+def solution_predicted_codes():
+    # PixelNorm: x / rms(x), so any scale of z cancels (rms 1) and the length is sqrt(D) * rms = sqrt(512).
+    # Truncation: w_avg + psi (w - w_avg) moves every code psi of the way from w_avg: spreads scale by psi.
+    return {"rms after PixelNorm, z x 1000": 1.0,
+            "norm after PixelNorm": math.sqrt(512),
+            "spread at psi 0.25": 0.25}
+
+
+@exercise("predicted_codes", reference="solution_predicted_codes")
+def check_predicted_codes(student_fn) -> bool:
+    """``student_fn()`` -> {key of ``PREDICTED_CODES``: number}, compared with ``PixelNorm`` and truncation measured
+    on 64 codes (within 2 %)."""
+    compare_predictions("predicted_codes", student_fn, _measured_codes(), PREDICTED_CODES, rel=0.02,
+                        hint=_codes_hint)
+    return passed("predicted_codes", "PixelNorm forgets the scale of z, truncation shrinks the spread by psi")
+
+
+# ---- notebook 05, exercise 3: predict, then run -------------------------------------------------
+PREDICTED_ADAIN = {
+    "channel mean": "the mean over H x W of one output channel of AdaIN whose style is y_s = 3, y_b = -1",
+    "channel std": "the standard deviation over H x W of that output channel",
+    "channel std, input x 100": "the same standard deviation when the input x is multiplied by 100 first",
+}
+
+
+def _measured_adain() -> dict[str, float]:
+    gen = torch.Generator().manual_seed(6)
+    layer = AdaIN(channels=4, w_dim=2)
+    with torch.no_grad():      # zero weight: the style is the bias alone, y_s = 1 + a_s = 3 and y_b = -1
+        layer.affine.bias.copy_(torch.tensor([2.0] * 4 + [-1.0] * 4))
+        x = 0.5 + 2.0 * torch.randn(2, 4, 16, 16, generator=gen)
+        w = torch.zeros(2, 2)
+        out, out_large = layer(x, w), layer(100.0 * x, w)
+    return {"channel mean": out.mean((2, 3)).mean().item(),
+            "channel std": out.std((2, 3), unbiased=False).mean().item(),
+            "channel std, input x 100": out_large.std((2, 3), unbiased=False).mean().item()}
+
+
+def _adain_hint(key: str, got: float, want: float) -> str | None:
+    if key == "channel mean" and abs(got) < 0.05:
+        return "the instance norm sets the mean to 0, and then the style adds y_b"
+    if key.startswith("channel std") and abs(got - 300) < 10:
+        return "the instance norm divides by the input's own standard deviation first: its scale cancels"
+    if key.startswith("channel std") and abs(got - 1) < 0.05:
+        return "after the normalisation the style multiplies by y_s"
+    return None
+
+
+def solution_predicted_adain():
+    # AdaIN(x) = y_s (x - mean) / std + y_b per channel: the output's mean is y_b, its std |y_s|, whatever x was.
+    return {"channel mean": -1.0, "channel std": 3.0, "channel std, input x 100": 3.0}
+
+
+@exercise("predicted_adain", reference="solution_predicted_adain")
+def check_predicted_adain(student_fn) -> bool:
+    """``student_fn()`` -> {key of ``PREDICTED_ADAIN``: number}, compared with ``AdaIN`` measured on a fixed style
+    (within 1 %)."""
+    compare_predictions("predicted_adain", student_fn, _measured_adain(), PREDICTED_ADAIN, hint=_adain_hint)
+    return passed("predicted_adain", "the style sets each channel's mean and spread, the input's own are gone")

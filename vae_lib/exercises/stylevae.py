@@ -9,6 +9,8 @@ check                      the student writes                              compa
 =========================  ==============================================  ===================================
 check_style_vae_loss       style_vae_loss(x_hat, x, mu, logvar, beta) -> ()  ``StyleVAELoss(perceptual_weight=0)``
 check_psnr                 psnr(x, y, value_range) -> (B,) dB              ``vae_lib.evaluate.psnr``
+check_predicted_psnr       predicted_psnr() -> 3 numbers (predict, then    measured with ``vae_lib.evaluate.psnr``
+                           run)
 check_gram_matrix          gram_matrix(features) (B, C, H, W) -> (B, C, C)  F F^T / (H W), F = features (B, C, HW)
 check_perceptual_distance  perceptual_distance(vgg, x_hat, x) -> (B,)      ``VGGPerceptual.forward``
 check_pick_layers          pick_layers(available) -> tuple of layer names  the goal: with those layers, a 1-px
@@ -30,7 +32,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from vae_lib.data import load_dataset
 from vae_lib.evaluate import psnr as reference_psnr
-from vae_lib.exercises import ExerciseError, exercise, passed
+from vae_lib.exercises import ExerciseError, compare_predictions, exercise, passed
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.losses import StyleVAELoss
@@ -266,3 +268,47 @@ def _small_vgg(layers: tuple[str, ...] = ("relu1_2", "relu2_2")) -> VGGPerceptua
         warnings.simplefilter("ignore")    # the "random features" warning: intended here
         torch.manual_seed(0)
         return VGGPerceptual(layers=layers, weights=None)
+
+
+# ---- notebook 06, exercise 3: predict, then run -------------------------------------------------
+PREDICTED_PSNR = {
+    "error 0.1, range [-1, 1]": "the PSNR (dB) of a reconstruction that is off by 0.1 on every value of an image "
+                                "in [-1, 1]",
+    "error 0.05, range [-1, 1]": "the same with an error of 0.05 on every value",
+    "error 0.1, range [0, 1]": "an error of 0.1 on every value of an image in [0, 1]",
+}
+
+
+def _measured_psnr() -> dict[str, float]:
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 3, 8, 8, generator=gen) * 1.6 - 0.8      # away from the range's ends
+    signs = torch.where(torch.rand(x.shape, generator=gen) < 0.5, -1.0, 1.0)
+    return {"error 0.1, range [-1, 1]": reference_psnr(x + 0.1 * signs, x, (-1.0, 1.0)).mean().item(),
+            "error 0.05, range [-1, 1]": reference_psnr(x + 0.05 * signs, x, (-1.0, 1.0)).mean().item(),
+            "error 0.1, range [0, 1]": reference_psnr((x + 1) / 2 + 0.1 * signs, (x + 1) / 2, (0.0, 1.0)).mean().item()}
+
+
+def _psnr_hint(key: str, got: float, want: float) -> str | None:
+    if abs(got - want / 2) < 0.1:
+        return "10 log10 of a ratio of squares: 10 log10(R^2 / MSE) = 20 log10(R / RMS error)"
+    if key == "error 0.05, range [-1, 1]" and abs(got - (want - 6.02) - 3.01) < 0.1:
+        return "halving the error quarters the MSE: +6 dB, not +3"
+    if key.endswith("[0, 1]") and abs(got - (want + 6.02)) < 0.1:
+        return "R is the width of the range: 1 for [0, 1] (R^2 = 1), 2 for [-1, 1]"
+    return None
+
+
+def solution_predicted_psnr():
+    # PSNR = 10 log10(R^2 / MSE) = 20 log10(R / e) for an error e on every value; R = 2 for [-1, 1], 1 for [0, 1].
+    return {"error 0.1, range [-1, 1]": 20 * math.log10(2 / 0.1),       # 26.02 dB
+            "error 0.05, range [-1, 1]": 20 * math.log10(2 / 0.05),     # 32.04: half the error, +6.02 dB
+            "error 0.1, range [0, 1]": 20 * math.log10(1 / 0.1)}        # 20.00: half the range, -6.02 dB
+
+
+@exercise("predicted_psnr", reference="solution_predicted_psnr")
+def check_predicted_psnr(student_fn) -> bool:
+    """``student_fn()`` -> {key of ``PREDICTED_PSNR``: dB}, compared with ``vae_lib.evaluate.psnr`` on images off by
+    a fixed error on every value (within 0.05 dB)."""
+    compare_predictions("predicted_psnr", student_fn, _measured_psnr(), PREDICTED_PSNR, rel=0.0, atol=0.05,
+                        hint=_psnr_hint, unit="dB")
+    return passed("predicted_psnr", "every 6 dB halves the error; the range's width sets the scale")
