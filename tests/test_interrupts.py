@@ -21,6 +21,17 @@ from vae_lib.configs import BetaConfig, TrainConfig
 from vae_lib.train import HalfUpdatedError, Trainer
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler during each test: a shell that starts pytest in the background (``cmd &``
+    without job control) hands it SIGINT ignored, and these tests are about what the Trainer does to the
+    handler a user's session has."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class TinyBNVAE(nn.Module):
     def __init__(self):
         super().__init__()
