@@ -10,8 +10,9 @@ image), Burda et al.'s active units and the dimensions that carry more than 0.1 
 
     python benchmarks/kl_schedules.py --seeds 0 1 2     # -> benchmarks/results/kl_schedules.json
 
-Runs are cached under runs/ (``train_or_load``); a second call only scores them (a run's ``seconds`` is the time of
-the call that produced the row: its training, or about 0 when it was loaded). The summary has, per schedule,
+Runs are cached under runs/ (``train_or_load``); a second call only scores them. A row's ``train_seconds`` is the
+run's training time from its history (however the row was made), ``seconds`` the time of the call that made the row
+(about 0 when the run was loaded) and ``load_avg`` the load average as that call began. The summary has, per schedule,
 the mean and standard deviation over the seeds and the paired difference from ``beta=1`` (the runs of a seed
 share their initialisation and data order, so the difference within a seed is the schedule's effect).
 """
@@ -45,10 +46,11 @@ def score_seed(seed: int, preset: str) -> list[dict]:
     rows = []
     for label, config in configs.items():
         load = os.getloadavg()[0]
-        model, _, info = train_or_load(config, verbose=False)
+        model, history, info = train_or_load(config, verbose=False)
         result = evaluate_model(model, loader, k=1, progress=False)
         rows.append({"seed": seed, "variant": label, "run": config.run_name(), "status": info["status"],
                      "seconds": round(float(info["seconds"]), 1), "load_avg": round(load, 2),
+                     "train_seconds": round(sum(e["time_s"] for e in history["epochs"]), 1),
                      "neg_elbo": round(result["neg_elbo"], 3), "nll": round(result["nll"], 3),
                      "kl": round(result["kl"], 3), "active_units": int(result["active_units"]),
                      "used_dims": int((result["kl_per_dim"] > USED_NATS).sum()),
