@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lib.evaluate import active_units, bernoulli_entropy_floor
-from vae_lib.exercises import ExerciseError, exercise, passed
+from vae_lib.exercises import ExerciseError, compare_predictions, exercise, passed
 from vae_lib.exercises import call_student as _call, check_shape as _check_shape, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal, log_likelihood
 from vae_lib.schedules import CyclicalBeta
@@ -330,41 +330,26 @@ def _measured_nats() -> dict[str, float]:
             "best, black and white": nll(torch.where(black_and_white > 0, 30.0, -30.0), black_and_white)}
 
 
+def _nats_hint(name: str, got: float, want: float) -> str:
+    if want > 1 and abs(got - want / math.log(2)) < 0.01 * want / math.log(2):
+        return "that is in bits (log base 2); the course counts nats (natural log): 1 bit = ln 2 = 0.693 nats"
+    if want > 1 and abs(got - want / 784) < 0.01:
+        return "that is one pixel: -log p(x|z) of an image sums its 784 pixels"
+    if name == "logits 0":
+        return ("logit 0 means p = sigmoid(0) = 1/2 for every pixel, and -[x log 1/2 + (1 - x) log 1/2] = log 2 "
+                "whatever x is")
+    if name == "best, grey 0.5":
+        return ("no decoder can be sure of a grey pixel: the best p is 0.5 itself, which still costs "
+                "-[0.5 log 0.5 + 0.5 log 0.5] = log 2 per pixel (the entropy of a fair coin)")
+    return "with p = x in {0, 1} every pixel is predicted with certainty: -log 1 = 0"
+
+
 @exercise("predicted_nats", reference="solution_predicted_nats")
 def check_predicted_nats(student_fn) -> bool:
     """Compare ``student_fn()`` (name -> nats per image, the keys of ``PREDICTED_NATS``) with the measured
     -log p(x|z); prints both side by side. A prediction passes within 1 % (or 0.5 nats)."""
-    predictions = _call("predicted_nats", student_fn, tensor=False)
-    if not isinstance(predictions, dict) or set(predictions) != set(PREDICTED_NATS):
-        keys = sorted(predictions) if isinstance(predictions, dict) else type(predictions).__name__
-        raise ExerciseError(f"predicted_nats() must return a dict with the keys {sorted(PREDICTED_NATS)}, got {keys}.")
-    measured = _measured_nats()
-    problems = []
-    print(f"{'nats per image':<24}{'predicted':>11}{'measured':>11}")
-    for name, want in measured.items():
-        try:
-            got = float(predictions[name])
-        except (TypeError, ValueError):
-            raise ExerciseError(f"predicted_nats()[{name!r}] must be a number of nats, got {predictions[name]!r}.") \
-                from None
-        print(f"{name:<24}{got:>11.1f}{want:>11.1f}")
-        if abs(got - want) <= max(0.5, 0.01 * abs(want)):
-            continue
-        if want > 1 and abs(got - want / math.log(2)) < 0.01 * want / math.log(2):
-            hint = "that is in bits (log base 2); the course counts nats (natural log): 1 bit = ln 2 = 0.693 nats"
-        elif want > 1 and abs(got - want / 784) < 0.01:
-            hint = "that is one pixel: -log p(x|z) of an image sums its 784 pixels"
-        elif name == "logits 0":
-            hint = ("logit 0 means p = sigmoid(0) = 1/2 for every pixel, and -[x log 1/2 + (1 - x) log 1/2] = log 2 "
-                    "whatever x is")
-        elif name == "best, grey 0.5":
-            hint = ("no decoder can be sure of a grey pixel: the best p is 0.5 itself, which still costs "
-                    "-[0.5 log 0.5 + 0.5 log 0.5] = log 2 per pixel (the entropy of a fair coin)")
-        else:
-            hint = "with p = x in {0, 1} every pixel is predicted with certainty: -log 1 = 0"
-        problems.append(f"{name} ({PREDICTED_NATS[name]}): measured {want:.1f} nats, you predicted {got:.4g}: {hint}")
-    if problems:
-        raise ExerciseError("; ".join(problems) + ".")
+    compare_predictions("predicted_nats", student_fn, _measured_nats(), PREDICTED_NATS, rel=0.01, atol=0.5,
+                        hint=_nats_hint, unit="nats per image")
     return passed("predicted_nats", "an untrained decoder, and the floors of a grey and of a black-and-white image")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vae_lib.metrics import COARSE_FACTORS, FINE_FACTORS
 from vae_lib.viz.grids import DPI
@@ -188,21 +189,21 @@ def rate_distortion(runs: list[dict], variants, *, labels: dict | None = None, r
     y = np.array([float(r[distortion]) for r in shown])
     pad_x, pad_y = 0.08 * (np.ptp(x) or 1.0), 0.08 * (np.ptp(y) or 1.0)
     x_lim, y_lim = (x.min() - pad_x, x.max() + pad_x), (y.min() - pad_y, y.max() + pad_y)
-    totals = x + y
-    step = _round_step((totals.max() - totals.min()) / 4 or 1.0)
-    for total in np.arange(np.floor((x_lim[0] + y_lim[0]) / step) * step, x_lim[1] + y_lim[1] + step, step):
+    # Round levels of -ELBO across the box, chosen as matplotlib chooses ticks.
+    for total in MaxNLocator(nbins=8).tick_values(x_lim[0] + y_lim[0], x_lim[1] + y_lim[1]):
         ax.plot(x_lim, [total - x_lim[0], total - x_lim[1]], ":", color="gray", lw=0.8)
         label_x = min(x_lim[1], total - y_lim[0]) - 0.02 * np.ptp(x_lim)
         if x_lim[0] < label_x and y_lim[0] < total - label_x < y_lim[1]:
             ax.text(label_x, total - label_x, f"{total:g}", fontsize="x-small", color="gray", ha="right", va="bottom")
-    colours = {v: f"C{i}" for i, v in enumerate(variants)}
-    for variant in variants:
+    for i, variant in enumerate(variants):
+        named = False
         for seed in seeds:
             points = [r for r in shown if r["variant"] == variant and r["seed"] == seed]
             if points:
                 ax.scatter([float(r[rate]) for r in points], [float(r[distortion]) for r in points], s=36,
-                           color=colours[variant], marker=markers[seed],
-                           label=(labels or {}).get(variant, variant) if seed == seeds[0] else None)
+                           color=f"C{i}", marker=markers[seed],
+                           label=None if named else (labels or {}).get(variant, variant))
+                named = True
     for seed in seeds:
         ax.scatter([], [], color="gray", marker=markers[seed], label=f"seed {seed}")
     ax.set_xlim(*x_lim)
@@ -213,8 +214,3 @@ def rate_distortion(runs: list[dict], variants, *, labels: dict | None = None, r
     ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
-
-def _round_step(value: float) -> float:
-    """A round number (1, 2 or 5 times a power of ten) near ``value`` > 0."""
-    power = 10 ** np.floor(np.log10(value))
-    return float(min((1, 2, 5, 10), key=lambda m: abs(m * power - value)) * power)
