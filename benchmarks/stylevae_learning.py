@@ -61,12 +61,13 @@ from vae_lib.experiments import build_data, build_loss, build_model
 from vae_lib.data.shapes import FACTOR_BINS
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
-from vae_lib.metrics import reconstructions
+from vae_lib.metrics import latent_probe, reconstructions
 from vae_lib.runtime import seed_everything
 from vae_lib.train import Trainer
 from vae_lib.utils import evaluation_mode
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_learning.json"
+PROBE_TRAIN = 4000     # training images the --probe classifiers are fitted on
 READ_BACK = ("shape", "object_hue", "position_x", "position_y", "texture", "scale")
 
 # Overrides of the stylevae-quick preset, as it was before this benchmark ("card": the card's
@@ -102,6 +103,8 @@ VARIANTS = {
     # The preset as it is (every key from configs), and with one change: what moves the shape?
     "preset": {},
     "preset-mapped": {"model_kwargs.input_mode": "mapped"},
+    "preset-fourier": {"model_kwargs.input_mode": "fourier"},
+    "preset-edge": {"loss_kwargs.edge_weight": 1.0},
     "preset-wide": {"model_kwargs.channel_base": 1024, "model_kwargs.max_channels": 64},
     # Tried on issue 11 and removed from the model, since none moved the shape (commit 0c9573a has them; their
     # records stay in the JSON): "preset-fc256" (encoder_fc_width=256), "preset-structure" (a 4 x 4 x 4 spatial
@@ -234,7 +237,8 @@ def run_encoder(name: str, steps: int, n_test: int, common: dict | None) -> dict
 
 
 def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None,
-        images_dir: Path | None = None, ema_half_life: float | None = None, read_back: bool = False) -> dict:
+        images_dir: Path | None = None, ema_half_life: float | None = None, read_back: bool = False,
+        probe: bool = False) -> dict:
     if ema_half_life:  # the Trainer keeps the average; the raw weights are scored beside it
         common = {**(common or {}), "train.ema_half_life_images": ema_half_life}
     config = variant_config(name, mode, steps, common)
@@ -271,6 +275,12 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         if judge is not None:
             scored = ema.module if ema is not None else model
             point["read_back"] = read_back_ratios(judge, reconstructions(scored, held_out_data), held_out_data)
+        if probe and mode != "overfit":
+            scored = ema.module if ema is not None else model
+            probed = latent_probe(scored, build_data(apply_overrides(config, {"n_train": PROBE_TRAIN}), "train",
+                                                     verbose=False), held_out_data, READ_BACK)
+            point["probe"] = {f: round(r["accuracy"], 3) for f, r in probed.items()}
+            print(f"{name:>20} linear probe of mu: {point['probe']}", flush=True)
         curve.append(point)
         print(f"{name:>20} {mode:>7} step {point['step']:5d}  {point['seconds']:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
               f"  (mean image {floor:.2f})  kl {point['kl']:.1f}"
@@ -311,6 +321,9 @@ def main() -> None:
     parser.add_argument("--read-back", action="store_true",
                         help="at each evaluation, the shapes judge's read-back ratio of shape, hue, position, texture "
                              "from the reconstructions (of the EMA weights when kept)")
+    parser.add_argument("--probe", action="store_true",
+                        help="at each evaluation, a linear probe per factor on the posterior means "
+                             "(vae_lib.metrics.latent_probe): which factors the code holds")
     parser.add_argument("--ema", type=float, default=None, metavar="IMAGES",
                         help="also keep an EMA of the weights with this half-life (ramp-up 0.05) and score it")
     args = parser.parse_args()
@@ -327,7 +340,7 @@ def main() -> None:
             record = run_encoder(name, args.steps, args.n_test, common)
         else:
             record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common, args.images, args.ema,
-                         args.read_back)
+                         args.read_back, args.probe)
         results = json.loads(args.out.read_text()) if args.out.exists() else results
         results["runs"][f"{name}/{args.mode}{args.tag}"] = record
         args.out.parent.mkdir(parents=True, exist_ok=True)
