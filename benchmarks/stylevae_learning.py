@@ -103,12 +103,12 @@ VARIANTS = {
     # The preset as it is (every key from configs), and with one change: what moves the shape?
     "preset": {},
     "preset-mapped": {"model_kwargs.input_mode": "mapped"},
-    "preset-fourier": {"model_kwargs.input_mode": "fourier"},
-    "preset-edge": {"loss_kwargs.edge_weight": 1.0},
     "preset-wide": {"model_kwargs.channel_base": 1024, "model_kwargs.max_channels": 64},
     # Tried on issue 11 and removed from the model, since none moved the shape (commit 0c9573a has them; their
     # records stay in the JSON): "preset-fc256" (encoder_fc_width=256), "preset-structure" (a 4 x 4 x 4 spatial
     # structure code beside z, z_dim 192), "preset-narrow" (encoder_logvar_bias=-4: posteriors start narrow).
+    # Likewise (commit 2c71864 has them): "preset-fourier" (input_mode="fourier": StyleGAN3's Fourier input, moved
+    # by w_0, added at every resolution) and "preset-edge" (loss edge_weight=1: a calibrated loss on pixel differences).
     "preset-judge2": {"loss_kwargs.perceptual_weight": 2.0, "loss_kwargs.perceptual_from_epoch": 0,
                       "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
     "preset-judge6": {"loss_kwargs.perceptual_weight": 6.0, "loss_kwargs.perceptual_from_epoch": 0,

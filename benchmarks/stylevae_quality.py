@@ -12,6 +12,10 @@ preset's held-out test shapes:
 
     python benchmarks/stylevae_quality.py                 # -> benchmarks/results/stylevae_quality.json
     python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
+    python benchmarks/stylevae_quality.py --reference --tag reference   # the committed reference run, loaded
+
+``--reference`` measures the committed run of ``experiments.REFERENCE_RUN_DIR`` (``configs.REFERENCE_COMMAND``
+trained it: the quick model on upright shapes for 20,000 steps) instead of training; its test shapes are upright.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import torch
 
 from vae_lib.configs import apply_overrides, get_config
 from vae_lib.evaluate import psnr
-from vae_lib.experiments import build_data, train_or_load
+from vae_lib.experiments import REFERENCE_RUN_DIR, build_data, load_trained, train_or_load
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
 from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, reconstructions
@@ -41,10 +45,16 @@ def entropy(labels: torch.Tensor, classes: int) -> float:
     return -(p[p > 0] * p[p > 0].log()).sum().item()
 
 
-def measure(config, *, pairs: int, samples: int) -> dict:
+def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) -> dict:
+    """The measures of the module docstring for ``config``, trained or loaded by ``train_or_load``; with
+    ``run_dir``, the finished run there, loaded (``experiments.load_trained``: never trained; its own config)."""
     start = time.perf_counter()
     load_avg_start = os.getloadavg()[0]
-    model, history, info = train_or_load(config)
+    if run_dir is None:
+        model, history, info = train_or_load(config)
+    else:
+        config, model, history = load_trained(run_dir)
+        info = {"status": f"loaded from {run_dir.name}", "step": history["steps"][-1]["step"] + 1}
     train_seconds = sum(epoch["time_s"] for epoch in history["epochs"])
     test = build_data(config, "test", verbose=False)
     recon = reconstructions(model, test)
@@ -95,10 +105,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256, help="style-mixing pairs (2x as many test images)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--reference", action="store_true",
+                        help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
     args = parser.parse_args()
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = apply_overrides(get_config(args.config), overrides) if overrides else get_config(args.config)
-    record = measure(config, pairs=args.pairs, samples=args.samples)
+    record = measure(config, pairs=args.pairs, samples=args.samples,
+                     run_dir=REFERENCE_RUN_DIR if args.reference else None)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "torch": torch.__version__}

@@ -181,6 +181,10 @@ def test_read_back_bars_draw_one_bar_per_run_and_factor_with_the_run_labels():
     assert shape_bars[0].get_y() > shape_bars[1].get_y()
     assert "target 0.85" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "read-back" in ax.get_xlabel()
+    probe = viz.read_back_bars({"code": {"shape": 0.3}, "chance": {"shape": 0.2}}, factors=("shape",),
+                               xlabel="linear probe: test accuracy")
+    assert probe.axes[0].get_xlabel() == "linear probe: test accuracy"
+    assert sorted(round(p.get_width(), 2) for p in probe.axes[0].patches) == [0.2, 0.3]
     plt.close("all")
     with pytest.raises(ValueError):
         viz.read_back_bars({})

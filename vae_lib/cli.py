@@ -32,13 +32,12 @@ import torch
 
 from vae_lib import distributed
 from vae_lib.checks import check_truncation_psi
-from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, get_config
+from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, apply_overrides, get_config
 from vae_lib.data.errors import DatasetNotFoundError
-from vae_lib.ema import ema_model_state
 from vae_lib.models.sampling import sample_grid
 from vae_lib.runlock import RunLockedError, remove_stale_temp_files, run_lock
 from vae_lib.runtime import pick_device, runs_dir
-from vae_lib.train import CHECKPOINT_NAME, CheckpointError, HalfUpdatedError, NonFiniteLossError, read_checkpoint
+from vae_lib.train import CHECKPOINT_NAME, HalfUpdatedError, NonFiniteLossError
 from vae_lib.utils import atomic_write
 
 PROG = "vae-lib"
@@ -126,24 +125,16 @@ def run_config(out: Path) -> ExperimentConfig:
 
 def load_run(out: str | Path, device: str = "auto") -> tuple[ExperimentConfig, torch.nn.Module]:
     """The config and the trained model (eval mode, on ``device``) of the run directory ``out``."""
-    from vae_lib.experiments import build_model
+    from vae_lib.experiments import load_trained
 
     out = Path(out)
-    config = run_config(out)
-    checkpoint = out / CHECKPOINT_NAME
-    if not checkpoint.exists():
+    run_config(out)
+    if not (out / CHECKPOINT_NAME).exists():
         raise FileNotFoundError(f"{out} has no {CHECKPOINT_NAME} yet: run `{PROG} train` with --out {out}")
-    device = pick_device(device)  # before any work: an unknown or absent device is one line
+    pick_device(device)  # before any work: an unknown or absent device is one line
     remove_stale_temp_files(out)
-    state = read_checkpoint(checkpoint)
-    model = build_model(config)
-    try:
-        model.load_state_dict(ema_model_state(state["ema"]) if "ema" in state else state["model"])
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:300]
-        raise CheckpointError(f"{checkpoint} does not fit {out / CONFIG_NAME} ({detail}); was config.json edited "
-                              "after training?") from error
-    return config, model.to(device).eval()
+    config, model, _ = load_trained(out, device)
+    return config, model
 
 
 def update_metrics(out: Path, section: str, values: dict) -> Path:
@@ -214,7 +205,8 @@ def _barrier() -> None:
 def cmd_train(args) -> int:
     from vae_lib.experiments import default_run_dir, train_or_load
 
-    config = get_config(args.config, **train_config_overrides(args))
+    # Overrides go through apply_overrides, not get_config's keywords: `--set name=...` must rename the run.
+    config = apply_overrides(get_config(args.config), train_config_overrides(args))
     out = check_run_folder(Path(args.out) if args.out else default_run_dir(config), must_exist=False)
     info = distributed.setup(config.train.device)
     try:
@@ -308,14 +300,12 @@ def cmd_configs(args) -> int:
             c = get_config(name)
             print(f"{name:<16} {c.model:<13} {c.dataset:<18} {c.train.epochs:>4} epochs, batch {c.train.batch_size}")
         return 0
-    print(json.dumps(get_config(args.name, **parse_set(args.set)).to_dict(), indent=2))
+    print(json.dumps(apply_overrides(get_config(args.name), parse_set(args.set)).to_dict(), indent=2))
     return 0
 
 
 def _limited(config: ExperimentConfig, split: str, n: int | None) -> ExperimentConfig:
     """The config with at most ``n`` images in ``split`` (so a quick look loads little)."""
-    from vae_lib.configs import apply_overrides
-
     if n is None:
         return config
     key = "n_train" if split == "train" else "n_test"

@@ -37,6 +37,9 @@ REGISTRY = {"cvae": (CVAE, CVAELoss),
             "stylegan-vae": (ConvolutionalVAE, StyleVAELoss)}
 CONFIG_NAME = "config.json"
 DATA_NAME = "data.json"
+# The committed reference run of notebook 06 (``configs.stylevae_reference_config``; about 10 MB), in the
+# repository next to the package, as the course is run from a checkout.
+REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / "stylevae-reference"
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
 RESOLVED_DATASETS = ("auto-digits",)
 
@@ -224,6 +227,36 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
             "epoch": trainer.epoch, "step": trainer.step, "seconds": time.perf_counter() - start,
             "data": recorded}
     return model, trainer.history, info
+
+
+def load_trained(run_dir: str | Path, device: str = "auto") -> tuple[ExperimentConfig, torch.nn.Module, dict]:
+    """``(config, model, history)`` of a run folder, loaded and never trained: ``config.json`` and
+    ``checkpoint.pt`` as ``train_or_load`` writes them. The model is the weight average when the run kept
+    one (``train.ema_half_life_images``), else the trained weights; eval mode, on ``device``.
+
+    For runs made elsewhere, e.g. ``REFERENCE_RUN_DIR`` (committed, trained by
+    ``python -m vae_lib train``: see ``configs.stylevae_reference_config``): nothing is trained when the
+    folder is missing or does not fit the code; the error says so.
+    """
+    from vae_lib.ema import ema_model_state
+    from vae_lib.runtime import pick_device
+    from vae_lib.train import CHECKPOINT_NAME, CheckpointError
+
+    run_dir = Path(run_dir)
+    for name in (CONFIG_NAME, CHECKPOINT_NAME):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir} has no {name}: not a finished run folder")
+    config = ExperimentConfig.read(run_dir / CONFIG_NAME)
+    device = pick_device(device)
+    state = read_checkpoint(run_dir / CHECKPOINT_NAME)
+    model = build_model(config)
+    try:
+        model.load_state_dict(ema_model_state(state["ema"]) if state.get("ema") else state["model"])
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"{run_dir / CHECKPOINT_NAME} does not fit {run_dir / CONFIG_NAME} ({detail}); was "
+                              "config.json edited after training, or the model code changed?") from error
+    return config, model.to(device).eval(), state.get("history", {})
 
 
 def _kept_checkpoint(base: ExperimentConfig, epoch: int | None, config: ExperimentConfig, say) -> Path | None:

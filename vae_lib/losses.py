@@ -174,9 +174,7 @@ class StyleVAELoss:
     def __init__(self, mse_weight: float = 1.0, perceptual_weight: float = DEFAULT_PERCEPTUAL_WEIGHT,
                  perceptual_from_epoch: int = DEFAULT_PERCEPTUAL_FROM_EPOCH, vgg_weights: str | None = _FROM_FEATURES, *,
                  features: str = "vgg19-imagenet", feature_net: nn.Module | None = None,
-                 layers: tuple[str, ...] | None = None, reconstruction: str = "mse", min_sigma: float = 0.01,
-                 edge_weight: float = 0.0):
-        self.edge_weight = float(edge_weight)
+                 layers: tuple[str, ...] | None = None, reconstruction: str = "mse", min_sigma: float = 0.01):
         if not (mse_weight >= 0 and perceptual_weight >= 0):
             raise ValueError(f"mse_weight and perceptual_weight must be >= 0, got {mse_weight} and "
                              f"{perceptual_weight}.")
@@ -258,24 +256,11 @@ class StyleVAELoss:
         else:
             perceptual = torch.zeros((), device=x.device)
         terms = {}
-        if self.edge_weight > 0:
-            error = x_hat.float() - x.float()
-            edges = torch.cat([(error[..., :, 1:] - error[..., :, :-1]).flatten(1),
-                               (error[..., 1:, :] - error[..., :-1, :]).flatten(1)], 1).pow(2)
-            if self.reconstruction == "calibrated":
-                edge_sigma = edges.detach().mean().sqrt().clamp(min=self.min_sigma)
-                edge = edges.sum(1).mean() / (2 * edge_sigma ** 2) + edges.shape[1] * edge_sigma.log()
-            else:
-                edge = edges.sum(1).mean()
-            perceptual = perceptual + self.edge_weight / max(self.perceptual_weight, 1e-12) * edge \
-                if self.perceptual_weight > 0 else self.edge_weight * edge
-            if self.perceptual_weight == 0:
-                terms["edge"] = edge
         if self.reconstruction == "calibrated":
             sigma = squared.detach().mean().sqrt().clamp(min=self.min_sigma)
             dims = squared.shape[1]
             nll = mse / (2 * sigma ** 2) + dims * (sigma.log() + 0.5 * math.log(2 * math.pi))
-            loss = nll + (self.perceptual_weight * perceptual if self.perceptual_weight > 0 else perceptual) + beta * kl
+            loss = nll + self.perceptual_weight * perceptual + beta * kl
             terms = {"nll": nll, "sigma": sigma}
         else:
             loss = self.mse_weight * mse + self.perceptual_weight * perceptual + beta * kl

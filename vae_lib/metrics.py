@@ -9,6 +9,8 @@
   (no judge: squared pixel distances).
 * :func:`reconstruction_scores`: PSNR, SSIM, sharpness and the judge's read-back of each factor, for
   a model's reconstructions of a test set (the measures of notebook 07).
+* :func:`latent_probe`: which factors the encoder's code holds, by a linear classifier on the posterior
+  means (no judge: the factors' true bins).
 * :func:`sample_images`: the generated set (from :mod:`vae_lib.models.sampling`, re-exported here).
 
 The likelihood measures (ELBO, IWAE, bits per dim, active units) are in :mod:`vae_lib.evaluate`;
@@ -308,7 +310,7 @@ __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FA
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
            "judge_fid", "mixing_influence", "model_fid", "reconstruction_scores", "reconstructions",
-           "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks"]
+           "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks", "latent_probe", "posterior_means"]
 
 
 def reconstructions(model, data: ImageData, n: int | None = None, batch_size: int = 128) -> torch.Tensor:
@@ -397,4 +399,64 @@ def fid_yardsticks(model, judge: Judge, test_data: ImageData, *, n: int = FID_SA
     for sigma in blur_sigmas:
         out[f"blur sigma={sigma:g}"] = fid_from_features(
             real_features, judge.embed_images(blurred(real, sigma), test_data.value_range, batch_size))
+    return out
+
+
+# ------------------------------------------------------------------------- what the code holds
+def posterior_means(model, data: ImageData, batch_size: int = 128) -> torch.Tensor:
+    """mu of ``model.encode`` for every image of ``data`` (with its label for a conditional model), in eval
+    mode, in batches: (N, z_dim) float32 on the CPU."""
+    device = model_device(model)
+    parts = []
+    with evaluation_mode(model), torch.no_grad():
+        for start in range(0, len(data.images), batch_size):
+            x = data.images[start:start + batch_size].to(device)
+            y = data.labels[start:start + len(x)].to(device) if getattr(model, "conditional", False) else None
+            parts.append(model.encode(x, y)[0].float().cpu())
+    return torch.cat(parts)
+
+
+def latent_probe(model, train_data: ImageData, test_data: ImageData, factors=None, *,
+                 weight_decay: float = 1e-3, max_iter: int = 300) -> dict[str, dict[str, float]]:
+    """Which generative factors does the encoder's code hold? A linear probe per factor.
+
+    For each factor (default every factor of ``train_data.factors``, e.g. the 'shapes' factors), a
+    multinomial logistic regression from the posterior means mu (standardised with the training
+    images' mean and spread) to the factor's bin is fitted on ``train_data`` (L-BFGS from zero weights,
+    L2 penalty ``weight_decay``: deterministic) and scored on ``test_data``. A factor the decoder is to
+    draw must be in the code first: a probe near ``chance`` says the code does not tell the bins apart
+    (at least not linearly), whatever the decoder does.
+
+    Returns ``{factor: {"accuracy": test accuracy, "chance": share of the test set's most common bin}}``.
+    """
+    if not train_data.factors or not test_data.factors:
+        raise ValueError("latent_probe needs data with generative factors (the 'shapes' data set).")
+    factors = list(train_data.factors) if factors is None else list(factors)
+    unknown = [f for f in factors if f not in train_data.factors or f not in test_data.factors]
+    if unknown:
+        raise ValueError(f"Unknown factors {unknown}; the data have {sorted(train_data.factors)}.")
+    train_codes, test_codes = posterior_means(model, train_data), posterior_means(model, test_data)
+    mean, spread = train_codes.mean(0), train_codes.std(0).clamp_min(1e-6)
+    train_codes, test_codes = (train_codes - mean) / spread, (test_codes - mean) / spread
+    out = {}
+    for factor in factors:
+        target, truth = train_data.factors[factor], test_data.factors[factor]
+        bins = int(max(target.max(), truth.max())) + 1
+        probe = torch.nn.Linear(train_codes.shape[1], bins)
+        torch.nn.init.zeros_(probe.weight)
+        torch.nn.init.zeros_(probe.bias)
+        optimiser = torch.optim.LBFGS(probe.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimiser.zero_grad()
+            loss = (torch.nn.functional.cross_entropy(probe(train_codes), target)
+                    + weight_decay * probe.weight.pow(2).sum())
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimiser.step(closure)
+        with torch.no_grad():
+            accuracy = (probe(test_codes).argmax(1) == truth).float().mean().item()
+        out[factor] = {"accuracy": accuracy, "chance": torch.bincount(truth).max().item() / len(truth)}
     return out

@@ -232,14 +232,10 @@ class SynthesisBlock(nn.Module):
             StyleLayer(out_channels, out_channels, w_dim, resolution, noise_mode=noise_mode),
         ])
 
-    def forward(self, x: torch.Tensor, ws: torch.Tensor, noise_mode: str | None = None, *,
-                added: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C_in, R/2, R/2) (or (B, C, 4, 4) for the first block), ws (B, 2, w_dim); ``added``
-        (B, C_in, R, R), if given, is added to the (upsampled) input."""
+    def forward(self, x: torch.Tensor, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+        """x (B, C_in, R/2, R/2) (or (B, C, 4, 4) for the first block), ws (B, 2, w_dim)."""
         if not self.first:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        if added is not None:
-            x = x + added
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i], noise_mode)
         return x
@@ -252,61 +248,7 @@ def synthesis_channels(output_size: int, max_channels: int = 512, channel_base: 
             for i in range(int(math.log2(output_size)) - 1)}
 
 
-INPUT_MODES = ("const", "mapped", "fourier")
-
-
-class TransformedFourierFeatures(nn.Module):
-    """Sinusoids of the image coordinates, moved by a code: (B, w_dim) -> (B, F, R, R) at any resolution R.
-
-    StyleGAN3's input layer (Karras et al. 2021, "Alias-free GANs"), with a scale added: fixed random
-    frequencies f_k (F of them, log-uniform in ``frequency_range`` cycles per unit, image coordinates
-    spanning -1..1) and phases phi_k; the code w gives a rotation theta, a translation t and a log-zoom s
-    through ``affine`` (Linear(w_dim -> 5): (cos, sin) normalised to the unit circle, t_x, t_y, s), which
-    starts at the identity (zero weight, bias (1, 0, 0, 0, 0)). Feature k at pixel centre p is::
-
-        a_k(R) * sin(2 pi f_k . q + phi_k),   q = R(theta) (p - t) exp(-s)
-
-    so the code moves, turns and zooms the whole pattern: what an object's position, angle and size
-    do to the picture. a_k(R) fades a frequency out as it nears the resolution's Nyquist rate (R / 4
-    cycles per unit), as StyleGAN3 does, so a coarse map never sees an aliased sinusoid.
-    """
-
-    def __init__(self, w_dim: int, num_features: int = 32, frequency_range: tuple[float, float] = (0.25, 4.0),
-                 seed: int = 0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        low, high = frequency_range
-        radius = low * (high / low) ** torch.rand(num_features, generator=generator)
-        angle = 2 * math.pi * torch.rand(num_features, generator=generator)
-        self.register_buffer("frequencies", torch.stack([radius * angle.cos(), radius * angle.sin()], 1))
-        self.register_buffer("phases", 2 * math.pi * torch.rand(num_features, generator=generator))
-        self.num_features = num_features
-        self.affine = nn.Linear(w_dim, 5)
-        nn.init.zeros_(self.affine.weight)
-        with torch.no_grad():
-            self.affine.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]))
-
-    def transform(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """w (B, w_dim) -> rotation (B, 2, 2), translation (B, 2) and zoom exp(-s) (B,)."""
-        t = self.affine(w).float()
-        cos_sin = t[:, :2] / t[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-4)
-        c, s = cos_sin[:, 0], cos_sin[:, 1]
-        rotation = torch.stack([torch.stack([c, s], 1), torch.stack([-s, c], 1)], 1)
-        return rotation, t[:, 2:4], torch.exp(-t[:, 4].clamp(-2.0, 2.0))
-
-    def forward(self, w: torch.Tensor, resolution: int) -> torch.Tensor:
-        rotation, translation, zoom = self.transform(w)
-        coords = (torch.arange(resolution, device=w.device, dtype=torch.float32) + 0.5) * (2 / resolution) - 1
-        grid = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).view(1, -1, 2)   # (1, R*R, 2): x, y
-        q = torch.einsum("bij,bpj->bpi", rotation, grid - translation[:, None]) * zoom[:, None, None]
-        frequencies = self.frequencies.float()
-        angle = 2 * math.pi * q @ frequencies.T + self.phases.float()                          # (B, R*R, F)
-        # The frequencies as the map sees them (zoom scales them); faded out between Nyquist / 2 and Nyquist.
-        seen = frequencies.norm(dim=1)[None] * zoom[:, None]                                    # (B, F)
-        nyquist = resolution / 4
-        amplitude = (2 - 2 * seen / nyquist).clamp(0, 1)
-        features = torch.sin(angle) * amplitude[:, None]
-        return features.transpose(1, 2).reshape(w.shape[0], self.num_features, resolution, resolution).to(w.dtype)
+INPUT_MODES = ("const", "mapped")
 
 
 class Synthesis(nn.Module):
@@ -322,12 +264,6 @@ class Synthesis(nn.Module):
       4 x 4 up, then tanh. The coarse layers get a direct path to the picture, so position and
       shape (decided at 4-16 px) are rewarded from the first steps instead of through the whole
       stack of fine layers.
-    * ``input_mode="fourier"``: every block, after its upsampling (the first on the constant), adds a
-      1x1 projection of ``TransformedFourierFeatures`` at its resolution, moved, turned and zoomed by
-      layer 0's code: StyleGAN3's input layer, given to every resolution as the spatial broadcast
-      decoder (Watters et al. 2019) gives coordinates to every layer. The coarse code then places the
-      whole drawing, and each layer draws in the object's own frame. Style mixing keeps its meaning:
-      the transform reads ``ws[:, 0]``, on the coarse side of every crossover k >= 1.
     * ``input_mode="mapped"``: the 4 x 4 input is ``Linear(w_0)`` reshaped to (C, 4, 4) (as the
       first layer of ProGAN's generator), where w_0 is the first layer's code, instead of the learned
       constant. A decoder driven only by global styles must otherwise build position from a fixed
@@ -351,21 +287,15 @@ class Synthesis(nn.Module):
         self.skip_rgb, self.input_mode = bool(skip_rgb), input_mode
         self.channels = synthesis_channels(output_size, max_channels, channel_base)
         self.resolutions = list(self.channels)
-        if input_mode in ("const", "fourier"):
+        if input_mode == "const":
             self.const = nn.Parameter(torch.randn(1, self.channels[4], 4, 4))
         else:
             self.input = nn.Linear(w_dim, self.channels[4] * 16)
             # Unit-variance maps for a unit-RMS w, like the N(0, 1) constant.
             nn.init.normal_(self.input.weight, std=1.0 / math.sqrt(w_dim))
             nn.init.zeros_(self.input.bias)
-        self.fourier = TransformedFourierFeatures(w_dim) if input_mode == "fourier" else None
-        self.fourier_projections = nn.ModuleList()
         blocks, in_channels = [], self.channels[4]
         for res, out_channels in self.channels.items():
-            if self.fourier is not None:
-                projection = nn.Conv2d(self.fourier.num_features, in_channels, 1, bias=False)
-                nn.init.kaiming_normal_(projection.weight, nonlinearity="linear")
-                self.fourier_projections.append(projection)
             blocks.append(SynthesisBlock(in_channels, out_channels, w_dim, res, first=res == 4,
                                          noise_mode=noise_mode))
             in_channels = out_channels
@@ -387,7 +317,7 @@ class Synthesis(nn.Module):
 
     def input_map(self, ws: torch.Tensor) -> torch.Tensor:
         """The 4 x 4 input (B, C_4, 4, 4): the learned constant, or ``input(ws[:, 0])``."""
-        if self.input_mode in ("const", "fourier"):
+        if self.input_mode == "const":
             return self.const.expand(ws.shape[0], -1, -1, -1)
         return self.input(ws[:, 0]).view(ws.shape[0], self.channels[4], 4, 4)
 
@@ -397,10 +327,7 @@ class Synthesis(nn.Module):
         x = self.input_map(ws)
         outputs = []
         for i, block in enumerate(self.blocks):
-            added = None
-            if self.fourier is not None:
-                added = self.fourier_projections[i](self.fourier(ws[:, 0], block.resolution))
-            x = block(x, ws[:, 2 * i:2 * i + 2], noise_mode, added=added)
+            x = block(x, ws[:, 2 * i:2 * i + 2], noise_mode)
             outputs.append(x)
         return outputs
 

@@ -138,12 +138,17 @@ def seed_comparison(runs: list[dict], measures: dict[str, str], variants, *, lab
     return fig
 
 
+READ_BACK_LABEL = "judge read-back: accuracy on these images / on the real ones"
+
+
 def read_back_bars(runs: dict[str, dict[str, float]], factors=("shape", "position_x", "object_hue"), *,
-                   target: float | None = None, dpi: int = DPI) -> Figure:
+                   target: float | None = None, xlabel: str = READ_BACK_LABEL, dpi: int = DPI) -> Figure:
     """How well a judge reads each factor back, per run: ``runs`` maps a run's label to {factor: ratio}, the
     ratio being accuracy on the run's images over accuracy on the real ones (``judges.read_back``), so 1 is
     "as well as from the data". One group of horizontal bars per run (top to bottom in the given order), one
-    bar per factor of ``factors`` (a factor a run lacks is left out); ``target`` draws a dashed line."""
+    bar per factor of ``factors`` (a factor a run lacks is left out); ``target`` draws a dashed line. Any other
+    per-factor score in [0, 1] draws the same way with its own ``xlabel`` (e.g. ``metrics.latent_probe``'s
+    accuracies beside their chance levels)."""
     if not runs:
         raise ValueError("read_back_bars needs at least one run")
     labels = list(runs)
@@ -160,7 +165,7 @@ def read_back_bars(runs: dict[str, dict[str, float]], factors=("shape", "positio
     if target is not None:
         ax.axvline(target, color="gray", ls="--", lw=0.8, label=f"target {target:g}")
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("judge read-back: accuracy on these images / on the real ones")
+    ax.set_xlabel(xlabel)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # beside the bars, never over them
     fig.tight_layout()
     return fig
