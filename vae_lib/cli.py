@@ -36,7 +36,7 @@ from vae_lib.configs import PRESETS, ExperimentConfig, TrainConfig, apply_overri
 from vae_lib.data.errors import DatasetNotFoundError
 from vae_lib.models.sampling import sample_grid
 from vae_lib.runlock import RunLockedError, remove_stale_temp_files, run_lock
-from vae_lib.runtime import pick_device, runs_dir
+from vae_lib.runtime import runs_dir
 from vae_lib.train import CHECKPOINT_NAME, HalfUpdatedError, NonFiniteLossError
 from vae_lib.utils import atomic_write
 
@@ -131,9 +131,8 @@ def load_run(out: str | Path, device: str = "auto") -> tuple[ExperimentConfig, t
     run_config(out)
     if not (out / CHECKPOINT_NAME).exists():
         raise FileNotFoundError(f"{out} has no {CHECKPOINT_NAME} yet: run `{PROG} train` with --out {out}")
-    pick_device(device)  # before any work: an unknown or absent device is one line
     remove_stale_temp_files(out)
-    config, model, _ = load_trained(out, device)
+    config, model, _ = load_trained(out, device)   # checks the device before it reads the checkpoint
     return config, model
 
 

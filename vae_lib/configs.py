@@ -584,7 +584,8 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
 # committed (experiments.REFERENCE_RUN_DIR); this command, from the repository's root, retrains it
 # (tests/test_reference_run.py checks that it builds stylevae_reference_config()).
 REFERENCE_EPOCHS = 32
-REFERENCE_COMMAND = ("python -m vae_lib train --config stylevae-quick --epochs 32 --set name=stylevae-reference "
+REFERENCE_COMMAND = (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} "
+                     "--set name=stylevae-reference "
                      "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
                      "--out reference/stylevae-reference")
 
