@@ -8,7 +8,11 @@ preset's held-out test shapes:
   accuracy on the real images (the judge is the course's, ``train_or_load_judge``);
 * style mixing: ``metrics.factor_transfer`` for every crossover k, from the posterior means of
   test images and from prior samples; the best k and its "coarse from 1, fine from 2" share;
-* prior samples: the entropy of the judge's shape labels (nats; log 5 = 1.61 for the data).
+* prior samples: the entropy of the judge's shape labels (nats; log 5 = 1.61 for the data), and the mean
+  per-image standard deviation of their pixels (contrast; faint samples have less than the data);
+* the same for samples of the fitted prior (``models.sampling.aggregate_posterior`` of the training set: the
+  Gaussian with the mean and covariance of the codes the encoder gives), with its KL to N(0, I), beside the
+  model's mean KL per training image and log N (the most that the code's information can account for).
 
     python benchmarks/stylevae_quality.py                 # -> benchmarks/results/stylevae_quality.json
     python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
@@ -35,6 +39,7 @@ from vae_lib.experiments import REFERENCE_RUN_DIR, build_data, load_trained, tra
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
 from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, reconstructions
+from vae_lib.models.sampling import prior_mismatch, sample_images
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
 READ_BACK = ("shape", "object_hue", "position_x", "position_y", "background_hue", "texture", "scale")
@@ -65,9 +70,13 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
     real_pred = judge.predict(test.images, test.value_range)
     read_back = {f: {key: round(value, 4) for key, value in r.items()}
                  for f, r in judge_read_back(judge, recon, test).items() if f in READ_BACK}
+    train = build_data(config, "train", verbose=False)
+    mismatch = prior_mismatch(model, train)
+    fitted = mismatch["fitted"]
     transfer = {}
-    for name, sources in (("encoded test images", test.images), ("prior samples", None)):
-        table = factor_transfer(model, judge, n=pairs, sources=sources, seed=0)
+    for name, sources, prior in (("encoded test images", test.images, None), ("prior samples", None, None),
+                                 ("fitted prior samples", None, fitted)):
+        table = factor_transfer(model, judge, n=pairs, sources=sources, seed=0, prior=prior)
         k = best_crossover(table)
         transfer[name] = {
             "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4),
@@ -78,7 +87,12 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
             "from_source1_at_best": {f: round(v, 4) for f, v in table[k]["from_source1"].items()},
             "from_source2_at_best": {f: round(v, 4) for f, v in table[k]["from_source2"].items()}}
     prior = model.sample(samples, generator=torch.Generator().manual_seed(0), noise_mode="const")
+    fitted_samples = sample_images(model, samples, seed=0, prior=fitted)
     shape_classes = judge.heads_spec["shape"]
+
+    def contrast(images):
+        return round(images.flatten(1).std(1).mean().item(), 4)
+
     return {
         "config": config.run_name(), "status": info["status"], "train_seconds": round(train_seconds, 1),
         "steps": info["step"], "seconds_per_step": round(train_seconds / max(info["step"], 1), 3),
@@ -92,6 +106,13 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
         "style_mixing": transfer,
         "prior_shape_entropy_nats": round(entropy(judge.predict(prior, model.data_range)["shape"], shape_classes), 4),
         "data_shape_entropy_nats": round(entropy(real_pred["shape"], shape_classes), 4),
+        "fitted_prior_shape_entropy_nats": round(entropy(judge.predict(fitted_samples, model.data_range)["shape"],
+                                                         shape_classes), 4),
+        "contrast": {"test images": contrast(test.images), "prior samples": contrast(prior),
+                     "fitted prior samples": contrast(fitted_samples)},
+        "kl_per_training_image_nats": round(mismatch["kl_per_image"], 2),
+        "log_training_images_nats": round(mismatch["log_n"], 2),
+        "fitted_prior_kl_to_standard_nats": round(mismatch["fitted_kl"], 2),
         "max_shape_entropy_nats": round(math.log(shape_classes), 4),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }

@@ -43,7 +43,7 @@ import torch
 from vae_lib.data import ImageData
 from vae_lib.evaluate import edge_ratio, psnr, ssim
 from vae_lib.judges import PREDICT_BATCH, Judge, read_back
-from vae_lib.models.sampling import prior_codes, sample_images
+from vae_lib.models.sampling import posterior_parameters, prior_codes, sample_images
 from vae_lib.utils import evaluation_mode, model_device
 
 FID_SAMPLES = 10_000
@@ -173,10 +173,11 @@ def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES
 def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed: int = 0,
                     coarse=TRANSFER_COARSE, fine=TRANSFER_FINE, sources: torch.Tensor | None = None,
                     noise_mode: str = "const", truncation_psi: float = 1.0,
-                    batch_size: int = PREDICT_BATCH) -> dict[int, dict]:
+                    batch_size: int = PREDICT_BATCH, prior=None) -> dict[int, dict]:
     """Which factors does a style-mixed image take from each source? Measured by a factor judge.
 
-    Two codes per pair: z1, z2 ~ N(0, I) (n each, seeded), or, with ``sources`` (2n images
+    Two codes per pair: z1, z2 ~ N(0, I) (n each, seeded; with ``prior``, a fitted Gaussian such as
+    :func:`vae_lib.models.sampling.aggregate_posterior`, codes of that instead), or, with ``sources`` (2n images
     (2n, 3, S, S) in the model's range, e.g. test shapes), the posterior means of the first n and
     of the last n images. For every crossover k (default 0..L, L = ``model.num_style_layers``)
     the images ``model.mix(z1, z2, k)``: style layers [0, k) from z1 (source 1), the rest from z2
@@ -209,6 +210,8 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive whole number of pairs, got {n!r}.")
     device = model_device(model)
+    if sources is not None and prior is not None:
+        raise ValueError("Give sources (images to encode) or prior (a Gaussian to draw codes from), not both.")
     if sources is not None:
         if len(sources) < 2 * n:
             raise ValueError(f"sources must hold 2 n = {2 * n} images (two per pair), got {len(sources)}.")
@@ -217,8 +220,8 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
         z1, z2 = codes[:n], codes[n:]
     else:
         generator = torch.Generator().manual_seed(seed)
-        z1 = prior_codes(n, model.z_dim, generator=generator)
-        z2 = prior_codes(n, model.z_dim, generator=generator)
+        z1 = prior_codes(n, model.z_dim, generator=generator, prior=prior)
+        z2 = prior_codes(n, model.z_dim, generator=generator, prior=prior)
     value_range = _range(model, None)
 
     def judged(make) -> dict[str, torch.Tensor]:
@@ -405,15 +408,8 @@ def fid_yardsticks(model, judge: Judge, test_data: ImageData, *, n: int = FID_SA
 # ------------------------------------------------------------------------- what the code holds
 def posterior_means(model, data: ImageData, batch_size: int = 128) -> torch.Tensor:
     """mu of ``model.encode`` for every image of ``data`` (with its label for a conditional model), in eval
-    mode, in batches: (N, z_dim) float32 on the CPU."""
-    device = model_device(model)
-    parts = []
-    with evaluation_mode(model), torch.no_grad():
-        for start in range(0, len(data.images), batch_size):
-            x = data.images[start:start + batch_size].to(device)
-            y = data.labels[start:start + len(x)].to(device) if getattr(model, "conditional", False) else None
-            parts.append(model.encode(x, y)[0].float().cpu())
-    return torch.cat(parts)
+    mode, in batches: (N, z_dim) float32 on the CPU (:func:`vae_lib.models.sampling.posterior_parameters`)."""
+    return posterior_parameters(model, data, batch_size)[0]
 
 
 def latent_probe(model, train_data: ImageData, test_data: ImageData, factors=None, *,

@@ -23,7 +23,8 @@ from vae_lib.viz.curves import SMOOTHING, compare_runs, metric_curves, training_
 from vae_lib.viz.data import factor_histograms, factor_traversals, show_dataset
 from vae_lib.viz.features import feature_maps
 from vae_lib.viz.grids import (DPI, MAX_WIDTH_IN, PADDING, class_conditional_samples, grid_array, grid_figure,
-                               image_grid, reconstructions, samples_per_run, value_range_of)
+                               image_grid, reconstructions, samples_by_prior, samples_per_run,
+                               value_range_of)
 from vae_lib.viz.latents import (TRAVERSAL_VALUES, class_swap, decode_latents, interpolate_latents,
                                  interpolation_paths, kl_per_dimension, latent_interpolation, latent_space,
                                  latent_traversal, latent_usage_per_run, project_2d)
@@ -40,6 +41,6 @@ __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "T
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",
            "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
            "mixing_influence_curves", "noise_variation", "project_2d", "rate_distortion", "reconstructions",
-           "samples_per_run", "seed_comparison",
+           "samples_by_prior", "samples_per_run", "seed_comparison",
            "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid",
            "value_range_of"]

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from vae_lib.models.sampling import class_samples
+from vae_lib.models.sampling import class_samples, sample_images
 
 DPI = 80
 PADDING = 2          # pixels between the tiles of a grid (torchvision's default)
@@ -180,6 +180,26 @@ def class_conditional_samples(model, num_classes: int | None = None, n_per_class
     return grid_figure([array], title="samples per class, z ~ N(0, I)", dpi=dpi,
                        row_labels=[str(name) for name in (class_names or range(num_classes))],
                        tile_height=images.shape[-2], tile_width=images.shape[-1])
+
+
+def samples_by_prior(model, priors: dict, n: int = 8, rows: int = 2, seed: int = 0, *, value_range=None,
+                     title: str | None = None, dpi: int = DPI) -> Figure:
+    """Samples of an unconditional model from several code distributions: one labelled grid per prior.
+
+    priors: {label: None for z ~ N(0, I), or a ``MultivariateNormal`` such as
+    ``models.sampling.aggregate_posterior(model, train_data)``}. Each grid holds ``rows`` x ``n`` images
+    ``sample_images(model, rows * n, seed=seed, prior=prior)`` (constant noise): every grid decodes the
+    same draws eps, shifted and scaled by its prior, so the grids differ only by where their codes lie.
+    """
+    if model.conditional:
+        raise ValueError("samples_by_prior is for an unconditional model (the StyleGAN-VAE); a CVAE's samples "
+                         "need labels: use class_conditional_samples.")
+    if not priors:
+        raise ValueError("No priors to compare: give {label: None or a MultivariateNormal}.")
+    value_range = value_range_of(model, value_range)
+    grids = [sample_images(model, rows * n, seed=seed, prior=prior) for prior in priors.values()]
+    return grid_figure([grid_array(images, n, value_range) for images in grids], ylabels=list(priors),
+                       title=title, tile_width=grids[0].shape[-1], dpi=dpi)
 
 
 def samples_per_run(models: dict, n_per_class: int = 1, seed: int = 0, class_names=None, *,

@@ -1,0 +1,141 @@
+"""models.sampling.aggregate_posterior and the fitted prior it gives: prior_codes, sample_images, factor_transfer
+and viz.samples_by_prior, checked on encoders and decoders whose answer is known."""
+import math
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch.distributions import MultivariateNormal
+
+from vae_lib import metrics, viz
+from vae_lib.data import ImageData
+from vae_lib.models import sampling
+
+
+def indexed_images(n: int) -> ImageData:
+    """n images whose pixel (0, 0, 0) is their index (so a lookup encoder knows which one it sees)."""
+    images = torch.zeros(n, 3, 4, 4)
+    images[:, 0, 0, 0] = torch.arange(n).float()
+    return ImageData(images=images, labels=torch.zeros(n, dtype=torch.long), name="fake", source="test",
+                     reason="test", value_range=(-1.0, 1.0), class_names=["0"])
+
+
+class LookupVAE(nn.Module):
+    """encode(x) -> (mu, logvar) from tables indexed by pixel (0, 0, 0); decode(z) paints z[:, 0] everywhere."""
+    conditional = False
+    data_range = (-1.0, 1.0)
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mu", mu)
+        self.register_buffer("logvar", logvar)
+        self.z_dim = mu.shape[1]
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x, y=None):
+        rows = x[:, 0, 0, 0].round().long()
+        return self.mu[rows], self.logvar[rows]
+
+    def decode(self, z, y=None, *, noise_mode=None, truncation_psi=1.0):
+        return z[:, :1, None, None].expand(-1, 3, 4, 4).clamp(-1, 1)
+
+
+def test_posterior_parameters_are_mu_and_logvar_in_order():
+    mu, logvar = torch.randn(10, 3), torch.randn(10, 3)
+    got_mu, got_logvar = sampling.posterior_parameters(LookupVAE(mu, logvar), indexed_images(10), batch_size=4)
+    assert torch.equal(got_mu, mu) and torch.equal(got_logvar, logvar)
+    assert torch.equal(metrics.posterior_means(LookupVAE(mu, logvar), indexed_images(10), batch_size=3), mu)
+
+
+def test_aggregate_posterior_has_the_mixtures_mean_and_covariance():
+    # Four posteriors: means (+-1, +-2) in two dimensions with sigma^2 = 0.25 and 1. The mixture's mean is 0,
+    # its covariance diag(1 + 0.25, 4 + 1) (the means are uncorrelated), worked out by hand.
+    mu = torch.tensor([[1.0, 2.0], [1.0, -2.0], [-1.0, 2.0], [-1.0, -2.0]]) + torch.tensor([3.0, -1.0])
+    logvar = torch.log(torch.tensor([[0.25, 1.0]])).expand(4, 2)
+    prior = sampling.aggregate_posterior(LookupVAE(mu, logvar), indexed_images(4))
+    assert isinstance(prior, MultivariateNormal)
+    assert torch.allclose(prior.loc, torch.tensor([3.0, -1.0]))
+    assert torch.allclose(prior.covariance_matrix, torch.diag(torch.tensor([1.25, 5.0])), atol=1e-6)
+
+
+def test_aggregate_posterior_of_correlated_codes_keeps_the_correlation():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4000, 1, generator=g)
+    mu = torch.cat([base, 2 * base + 0.1 * torch.randn(4000, 1, generator=g)], 1)
+    prior = sampling.aggregate_posterior(LookupVAE(mu, torch.full_like(mu, -20.0)), indexed_images(4000))
+    cov = prior.covariance_matrix
+    assert cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt() > 0.99
+    with pytest.raises(ValueError, match="at least 2 images"):
+        sampling.aggregate_posterior(LookupVAE(mu, mu), indexed_images(1))
+
+
+def test_prior_codes_of_a_fitted_prior_are_the_same_draws_scaled_and_shifted():
+    loc, tril = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 0.0], [1.0, 0.5]])
+    prior = MultivariateNormal(loc, scale_tril=tril)
+    eps = sampling.prior_codes(5, 2, seed=3)
+    assert torch.allclose(sampling.prior_codes(5, 2, seed=3, prior=prior), loc + eps @ tril.T)
+    many = sampling.prior_codes(20000, 2, seed=0, prior=prior)
+    assert torch.allclose(many.mean(0), loc, atol=0.05)
+    assert torch.allclose(torch.cov(many.T), tril @ tril.T, atol=0.1)
+    with pytest.raises(ValueError, match="MultivariateNormal over 3"):
+        sampling.prior_codes(5, 3, prior=prior)
+    with pytest.raises(ValueError, match="MultivariateNormal"):
+        sampling.prior_codes(5, 2, prior=torch.distributions.Normal(0.0, 1.0))
+
+
+def test_sample_images_and_the_figure_decode_the_fitted_priors_codes():
+    model = LookupVAE(torch.zeros(2, 2), torch.zeros(2, 2))
+    shifted = MultivariateNormal(torch.tensor([0.5, 0.0]), scale_tril=0.01 * torch.eye(2))
+    images = sampling.sample_images(model, 6, seed=1, prior=shifted)
+    assert torch.allclose(images[:, 0, 0, 0], torch.full((6,), 0.5), atol=0.05)
+    fig = viz.samples_by_prior(model, {"N(0, I)": None, "fitted": shifted}, n=3, rows=2)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert [ax.get_yticklabels()[0].get_text() for ax in fig.axes] == ["N(0, I)", "fitted"]
+    with pytest.raises(ValueError, match="No priors"):
+        viz.samples_by_prior(model, {})
+
+
+class ZJudge:
+    """A judge whose only factor, 'shape', is the sign of pixel (0, 0, 0): what a LookupVAE painted from z[:, 0]."""
+    heads_spec = {"shape": 2, "object_hue": 2}
+
+    def predict(self, images, value_range=None, batch_size=None):
+        sign = (images[:, 0, 0, 0] > 0).long()
+        return {"shape": sign, "object_hue": 1 - sign}
+
+
+class Mixer(LookupVAE):
+    num_style_layers = 2
+
+    def mix(self, z1, z2, k, **options):
+        return self.decode(z1 if k == 2 else z2)
+
+
+def test_factor_transfer_draws_its_codes_from_a_given_prior():
+    model = Mixer(torch.zeros(2, 2), torch.zeros(2, 2))
+    positive = MultivariateNormal(torch.tensor([5.0, 0.0]), scale_tril=torch.eye(2) * 0.1)
+    table = metrics.factor_transfer(model, ZJudge(), n=50, crossovers=[0, 2], coarse=("shape",), fine=("object_hue",),
+                                    prior=positive)
+    assert table[0]["pairs"] == 0                   # every code is positive: the sources never differ
+    table = metrics.factor_transfer(model, ZJudge(), n=200, crossovers=[0, 2], coarse=("shape",), fine=("object_hue",))
+    assert table[2]["pairs"] > 50 and table[2]["from_source1"]["shape"] == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        metrics.factor_transfer(model, ZJudge(), n=2, coarse=("shape",), fine=("object_hue",), prior=positive,
+                                sources=torch.zeros(4, 3, 4, 4))
+
+
+def test_prior_mismatch_splits_the_kl_by_hand():
+    # Two images, one dimension: posteriors N(+-3, 1). KL per image 0.5 * 9 = 4.5 nats; log N = log 2;
+    # the fitted Gaussian N(0, 9 + 1) has KL 0.5 (10 - 1 - log 10) to N(0, 1).
+    mu, logvar = torch.tensor([[3.0], [-3.0]]), torch.zeros(2, 1)
+    result = sampling.prior_mismatch(LookupVAE(mu, logvar), indexed_images(2))
+    assert result["kl_per_image"] == pytest.approx(4.5)
+    assert result["log_n"] == pytest.approx(math.log(2))
+    assert result["fitted_kl"] == pytest.approx(0.5 * (9 - math.log(10)), rel=1e-5)
+    assert result["fitted"].covariance_matrix.item() == pytest.approx(10.0)
+    # Codes that are the prior's own: nothing to mismatch.
+    g = torch.Generator().manual_seed(0)
+    many = torch.randn(20000, 2, generator=g)
+    result = sampling.prior_mismatch(LookupVAE(many * 0.6, torch.full_like(many, math.log(0.64))), indexed_images(20000))
+    assert result["fitted_kl"] < 0.01 and result["kl_per_image"] == pytest.approx(2 * 0.5 * (0.36 + 0.64 - 1 - math.log(0.64)), rel=0.02)
