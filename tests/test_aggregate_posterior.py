@@ -139,3 +139,24 @@ def test_prior_mismatch_splits_the_kl_by_hand():
     many = torch.randn(20000, 2, generator=g)
     result = sampling.prior_mismatch(LookupVAE(many * 0.6, torch.full_like(many, math.log(0.64))), indexed_images(20000))
     assert result["fitted_kl"] < 0.01 and result["kl_per_image"] == pytest.approx(2 * 0.5 * (0.36 + 0.64 - 1 - math.log(0.64)), rel=0.02)
+
+
+class FlatJudge:
+    """Features: the flattened pixels (so the FID of two image sets is that of their pixel statistics)."""
+
+    def embed_images(self, images, value_range=None, batch_size=None):
+        return images.flatten(1).float()
+
+
+def test_model_fid_of_a_fitted_prior_decodes_its_codes():
+    # Real images: every pixel 0.5 plus a little noise. The painter paints z[:, 0]: from N(0, I) its images
+    # are far from the data; from a prior centred on 0.5 with the data's spread, close to them.
+    g = torch.Generator().manual_seed(0)
+    values = 0.5 + 0.05 * torch.randn(400, generator=g)
+    real = values.view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+    test = ImageData(images=real, labels=torch.zeros(400, dtype=torch.long), name="fake", source="test",
+                     reason="test", value_range=(-1.0, 1.0), class_names=["0"])
+    model = LookupVAE(torch.zeros(2, 2), torch.zeros(2, 2))
+    fitted = MultivariateNormal(torch.tensor([0.5, 0.0]), scale_tril=torch.diag(torch.tensor([0.05, 1.0])))
+    standard = metrics.model_fid(model, FlatJudge(), test, n=400)["fid"]
+    assert metrics.model_fid(model, FlatJudge(), test, n=400, prior=fitted)["fid"] < 0.01 < standard
