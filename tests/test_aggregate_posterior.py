@@ -160,3 +160,11 @@ def test_model_fid_of_a_fitted_prior_decodes_its_codes():
     fitted = MultivariateNormal(torch.tensor([0.5, 0.0]), scale_tril=torch.diag(torch.tensor([0.05, 1.0])))
     standard = metrics.model_fid(model, FlatJudge(), test, n=400)["fid"]
     assert metrics.model_fid(model, FlatJudge(), test, n=400, prior=fitted)["fid"] < 0.01 < standard
+
+
+def test_sample_grid_of_a_fitted_prior_is_n_by_n_codes_of_it():
+    model = LookupVAE(torch.zeros(2, 2), torch.zeros(2, 2))
+    shifted = MultivariateNormal(torch.tensor([-0.5, 0.0]), scale_tril=0.01 * torch.eye(2))
+    images, nrow = sampling.sample_grid(model, 3, prior=shifted)
+    assert nrow == 3 and images.shape == (9, 3, 4, 4)
+    assert torch.allclose(images[:, 0, 0, 0], torch.full((9,), -0.5), atol=0.05)

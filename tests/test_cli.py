@@ -94,6 +94,10 @@ def test_sample_and_reconstruct_write_png_grids(run, tmp_path):
     out, _, _ = run
     assert main(["sample", "--out", str(out), "--n", "3", "--file", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == grid_size(3, 10)
+    assert main(["sample", "--out", str(out), "--n", "3", "--prior", "fitted", "--file", str(tmp_path / "f.png")]) == 0
+    assert Image.open(tmp_path / "f.png").size == grid_size(3, 10)
+    # Other pixels than the N(0, I) grid's: the codes moved.
+    assert Image.open(tmp_path / "f.png").tobytes() != Image.open(tmp_path / "s.png").tobytes()
     assert main(["reconstruct", "--out", str(out), "--n", "5"]) == 0
     assert Image.open(out / "reconstructions.png").size == grid_size(5, 2)
 
@@ -198,6 +202,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
     (None, ["sample", "--truncation", "nan"], 2, "--truncation must be a finite number in [-2, 2]"),
     (None, ["sample", "--truncation", "inf"], 2, "got inf"),
     (None, ["sample", "--n", "2.5"], 2, "must be a positive integer, got '2.5'"),
+    (None, ["sample", "--prior", "wide"], 2, "invalid choice: 'wide'"),
 ])
 def test_bad_runs_and_values_get_one_line_naming_the_file_or_value(run, tmp_path, capsys, spoil, argv, status, words):
     out = copy_run(run, tmp_path)

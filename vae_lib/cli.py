@@ -4,6 +4,7 @@
     python -m vae_lib train --config cvae-quick --dataset fashion-mnist --epochs 10 --out runs/x   # resumes
     python -m vae_lib evaluate --out runs/x          # test metrics -> runs/x/metrics.json
     python -m vae_lib sample --out runs/x            # runs/x/samples.png
+    python -m vae_lib sample --out runs/x --prior fitted   # from a Gaussian fitted to the training codes
     python -m vae_lib reconstruct --out runs/x       # runs/x/reconstructions.png
     python -m vae_lib configs [NAME]                 # the presets, or one of them as JSON
     torchrun --nproc_per_node=4 -m vae_lib train --config cvae-full --out runs/y   # DDP
@@ -239,7 +240,17 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     path = check_writable(Path(args.file) if args.file else check_run_folder(args.out, must_exist=True) / "samples.png")
     config, model = load_run(args.out, args.device)
-    path = _write_samples(model, config, path, n=args.n, seed=args.seed, truncation_psi=args.truncation)
+    prior = None
+    if args.prior == "fitted":
+        from vae_lib.experiments import build_data
+        from vae_lib.models.sampling import prior_mismatch
+
+        mismatch = prior_mismatch(model, build_data(config, "train", verbose=False))
+        prior = mismatch["fitted"]
+        print(f"fitted prior: the Gaussian of the codes of {config.n_train or 'all'} training images; KL per image "
+              f"{mismatch['kl_per_image']:.1f} nats (log N = {mismatch['log_n']:.1f}), the fitted Gaussian "
+              f"{mismatch['fitted_kl']:.1f} nats from N(0, I)")
+    path = _write_samples(model, config, path, n=args.n, seed=args.seed, truncation_psi=args.truncation, prior=prior)
     print(f"wrote {path}")
     return 0
 
@@ -313,9 +324,9 @@ def _limited(config: ExperimentConfig, split: str, n: int | None) -> ExperimentC
 
 
 def _write_samples(model, config: ExperimentConfig, path: Path, *, n: int, seed: int,
-                   truncation_psi: float = 1.0) -> Path:
+                   truncation_psi: float = 1.0, prior=None) -> Path:
     # A conditional model: one row per class; otherwise an n x n grid.
-    images, nrow = sample_grid(model, n, seed=seed, truncation_psi=truncation_psi, noise_mode="const")
+    images, nrow = sample_grid(model, n, seed=seed, truncation_psi=truncation_psi, noise_mode="const", prior=prior)
     return save_grid(images, path, nrow=nrow, value_range=model.data_range)
 
 
@@ -367,7 +378,7 @@ def build_parser() -> OneLineParser:
     train.set_defaults(func=cmd_train)
 
     sample = commands.add_parser("sample", help="a PNG grid of samples from a trained run",
-                                 description="Write samples z ~ N(0, I) of a run as a PNG grid.")
+                                 description="Write samples of a run as a PNG grid: z ~ N(0, I), or (--prior fitted) z from a Gaussian fitted to the codes of its training images.")
     _common(sample)
     sample.add_argument("--n", type=_positive_int, default=8,
                         help="CVAE: samples per class (one row each); StyleGAN-VAE: an n x n grid (default 8)")
@@ -375,6 +386,9 @@ def build_parser() -> OneLineParser:
     sample.add_argument("--truncation", type=_truncation, default=1.0,
                         help="truncation psi in [-2, 2] (default 1: none; StyleGAN-VAE: 0 gives the average w; "
                              "CVAE: a temperature on z)")
+    sample.add_argument("--prior", choices=("standard", "fitted"), default="standard",
+                        help="standard: z ~ N(0, I) (default); fitted: z from the Gaussian with the mean and covariance "
+                             "of the codes of the run's training images (models.sampling.aggregate_posterior)")
     sample.add_argument("--file", help="PNG path (default OUT/samples.png)")
     sample.set_defaults(func=cmd_sample)
 

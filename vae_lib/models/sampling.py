@@ -188,9 +188,18 @@ def class_samples(model, n_per_class: int = 1, *, num_classes: int | None = None
 
 
 def sample_grid(model, n: int, *, seed: int = 0, truncation_psi: float = 1.0,
-                noise_mode: str | None = "const") -> tuple[torch.Tensor, int]:
+                noise_mode: str | None = "const", prior: MultivariateNormal | None = None) -> tuple[torch.Tensor, int]:
     """Samples for a grid with ``n`` columns, and n: a row of n per class for a conditional model
-    (:func:`class_samples`), else n x n samples, ``model.sample(n * n, generator=<seed>, ...)``."""
+    (:func:`class_samples`), else n x n samples, ``model.sample(n * n, generator=<seed>, ...)``.
+
+    With ``prior`` (e.g. :func:`aggregate_posterior`), the same grid from codes of that Gaussian
+    (:func:`sample_images` with ``prior``: the same seeded draws, scaled and shifted).
+    """
+    if prior is not None:
+        labels = class_labels(model.num_classes, n) if model.conditional else None
+        count = len(labels) if labels is not None else n * n
+        return sample_images(model, count, labels=labels, seed=seed, truncation_psi=truncation_psi,
+                             noise_mode=noise_mode, prior=prior), n
     if model.conditional:
         images = class_samples(model, n, seed=seed, truncation_psi=truncation_psi, noise_mode=noise_mode)
     else:
