@@ -12,7 +12,9 @@ preset's held-out test shapes:
   per-image standard deviation of their pixels (contrast; faint samples have less than the data);
 * the same for samples of the fitted prior (``models.sampling.aggregate_posterior`` of the training set: the
   Gaussian with the mean and covariance of the codes the encoder gives), with its KL to N(0, I), beside the
-  model's mean KL per training image and log N (the most that the code's information can account for).
+  model's mean KL per training image and log N (the most that the code's information can account for);
+* FID in the shapes judge's features (``metrics``' protocol, n = the test set) of both priors' samples, beside its
+  yardsticks: real training images (the floor), the reconstructions, the test images blurred by one pixel.
 
     python benchmarks/stylevae_quality.py                 # -> benchmarks/results/stylevae_quality.json
     python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
@@ -38,7 +40,8 @@ from vae_lib.evaluate import psnr
 from vae_lib.experiments import REFERENCE_RUN_DIR, build_data, load_trained, train_or_load
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
-from vae_lib.metrics import TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, reconstructions
+from vae_lib.metrics import (TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, fid_yardsticks, judge_fid,
+                             model_fid, reconstructions)
 from vae_lib.models.sampling import prior_mismatch, sample_images
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
@@ -90,6 +93,12 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
     fitted_samples = sample_images(model, samples, seed=0, prior=fitted)
     shape_classes = judge.heads_spec["shape"]
 
+    fid = {"real training images (the floor)": judge_fid(judge, test.images, train.images[:len(test)],
+                                                         real_range=test.value_range, fake_range=train.value_range),
+           **fid_yardsticks(model, judge, test, n=len(test), blur_sigmas=(1.0,)),
+           "samples, z ~ N(0, I)": model_fid(model, judge, test)["fid"],
+           "samples, z ~ fitted q(z)": model_fid(model, judge, test, prior=fitted)["fid"]}
+
     def contrast(images):
         return round(images.flatten(1).std(1).mean().item(), 4)
 
@@ -110,6 +119,8 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
                                                          shape_classes), 4),
         "contrast": {"test images": contrast(test.images), "prior samples": contrast(prior),
                      "fitted prior samples": contrast(fitted_samples)},
+        "fid_judge_features": {name: round(value, 2) for name, value in fid.items()},
+        "fid_n": len(test),
         "kl_per_training_image_nats": round(mismatch["kl_per_image"], 2),
         "log_training_images_nats": round(mismatch["log_n"], 2),
         "fitted_prior_kl_to_standard_nats": round(mismatch["fitted_kl"], 2),
