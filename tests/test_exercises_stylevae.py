@@ -13,6 +13,7 @@ from vae_lib.exercises import stylevae as ex
     (ex.check_psnr, ex.solution_psnr),
     (ex.check_gram_matrix, ex.solution_gram_matrix),
     (ex.check_perceptual_distance, ex.solution_perceptual_distance),
+    (ex.check_aggregate_moments, ex.solution_aggregate_moments),
 ])
 def test_reference_solutions_pass(check, solution, capsys):
     assert check(solution) is True
@@ -154,3 +155,28 @@ def test_pick_layers_stub_is_not_done_yet(capsys):
         raise NotImplementedError("pick_layers: your code here")
     assert ex.check_pick_layers(stub) is False
     assert "not done yet: pick_layers" in capsys.readouterr().out
+
+
+def test_aggregate_moments_by_hand():
+    # Two codes in one dimension, means +-1 and variances e^0 = 1: the mixture has mean 0 and variance 1 + 1.
+    loc, cov = ex.solution_aggregate_moments(torch.tensor([[1.0], [-1.0]]), torch.zeros(2, 1))
+    assert loc.tolist() == [0.0] and cov.tolist() == [[2.0]]
+
+
+def spread(mu):
+    return (mu - mu.mean(0)).T @ (mu - mu.mean(0))
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda mu, lv: (mu.mean(0), spread(mu) / len(mu)), "own spread is missing"),
+    (lambda mu, lv: (mu.mean(0), torch.cov(mu.T) + torch.diag(lv.exp().mean(0))), "divides by N, not N - 1"),
+    (lambda mu, lv: (mu.mean(0), spread(mu) / len(mu) + torch.diag(lv.mean(0))), "exp\\(logvar\\)"),
+    (lambda mu, lv: (mu.mean(0), torch.diag(mu.var(0, unbiased=False) + lv.exp().mean(0))), "covariances between"),
+    (lambda mu, lv: (mu.mean(1), spread(mu) / len(mu)), "shapes"),
+    (lambda mu, lv: (mu.mean(0) + 1, spread(mu) / len(mu)), "loc differs"),
+    (lambda mu, lv: (mu.mean(0), 2 * spread(mu)), "cov = \\(mu - loc\\)"),
+    (lambda mu, lv: mu.mean(0), "two tensors"),
+])
+def test_aggregate_moments_mistakes(wrong, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ex.check_aggregate_moments(wrong)

@@ -11,6 +11,7 @@ check_style_vae_loss       style_vae_loss(x_hat, x, mu, logvar, beta) -> ()  ``S
 check_psnr                 psnr(x, y, value_range) -> (B,) dB              ``vae_lib.evaluate.psnr``
 check_predicted_psnr       predicted_psnr() -> 3 numbers (predict, then    measured with ``vae_lib.evaluate.psnr``
                            run)
+check_aggregate_moments    aggregate_moments(mu, logvar) -> (z,), (z, z)   ``models.sampling.aggregate_gaussian``
 check_gram_matrix          gram_matrix(features) (B, C, H, W) -> (B, C, C)  F F^T / (H W), F = features (B, C, HW)
 check_perceptual_distance  perceptual_distance(vgg, x_hat, x) -> (B,)      ``VGGPerceptual.forward``
 check_pick_layers          pick_layers(available) -> tuple of layer names  the goal: with those layers, a 1-px
@@ -36,6 +37,7 @@ from vae_lib.exercises import ExerciseError, compare_predictions, exercise, pass
 from vae_lib.exercises import call_student as _call, close as _close, max_diff as _max_diff
 from vae_lib.losses import kl_standard_normal
 from vae_lib.losses import StyleVAELoss
+from vae_lib.models.sampling import aggregate_gaussian
 from vae_lib.perceptual import (DAMAGE_BLUR_KERNEL, DAMAGE_BLUR_SIGMA, FeatureDistance, VGGPerceptual,
                                 vgg19_layer_names)
 
@@ -58,6 +60,15 @@ def solution_psnr(x: torch.Tensor, y: torch.Tensor, value_range=(0.0, 1.0)) -> t
     lo, hi = value_range
     mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
     return 10 * torch.log10((hi - lo) ** 2 / mse)
+
+
+def solution_aggregate_moments(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (z,) and covariance (z, z) of the mixture q(z) = (1/N) sum_n N(mu_n, diag exp(logvar_n)); mu, logvar (N, z)."""
+    loc = mu.mean(dim=0)
+    centred = mu - loc
+    # The law of total variance: the spread of the means, plus the mean spread of each posterior around its own.
+    cov = centred.T @ centred / len(mu) + torch.diag(logvar.exp().mean(dim=0))
+    return loc, cov
 
 
 def solution_gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -157,6 +168,45 @@ def check_psnr(student_fn) -> bool:
         raise ExerciseError(f"psnr(..., value_range={value_range}) differs from vae_lib.evaluate.psnr "
                             f"(max |diff| {_max_diff(got, want):.3g} dB): {hint}.")
     return passed("psnr", "equals vae_lib.evaluate.psnr for images in [0, 1] and in [-1, 1]")
+
+
+@exercise("aggregate_moments", reference="solution_aggregate_moments")
+def check_aggregate_moments(student_fn) -> bool:
+    """``student_fn(mu, logvar)`` must give the mean and covariance of ``models.sampling.aggregate_gaussian``."""
+    gen = torch.Generator().manual_seed(8)
+    n, z = 6, 3          # few codes, so that 1/N and 1/(N - 1) differ clearly
+    mu = torch.randn(n, z, generator=gen) @ torch.tensor([[1.0, 0.8, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 0.5]]) + 2.0
+    logvar = torch.randn(n, z, generator=gen) - 1.0
+    got = _call("aggregate_moments", student_fn, mu, logvar, tensor=False)
+    if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(isinstance(t, torch.Tensor) for t in got):
+        raise ExerciseError("aggregate_moments must return two tensors: (loc, cov), the mean (z,) and the "
+                            "covariance (z, z).")
+    loc, cov = (t.detach().double() for t in got)
+    want = aggregate_gaussian(mu, logvar)
+    want_loc, want_cov = want.loc.double(), want.covariance_matrix.double()
+    if loc.shape != want_loc.shape or cov.shape != want_cov.shape:
+        raise ExerciseError(f"aggregate_moments returned shapes {tuple(loc.shape)} and {tuple(cov.shape)}, expected "
+                            f"{tuple(want_loc.shape)} and {tuple(want_cov.shape)}: the mean over the N codes of each "
+                            "dimension, and a z x z matrix.")
+    if not _close(loc, want_loc, atol=1e-4):
+        raise ExerciseError("loc differs from the mean of the posterior means (mu.mean(dim=0)), max |diff| "
+                            f"{_max_diff(loc, want_loc):.3g}.")
+    if _close(cov, want_cov, atol=1e-4):
+        return passed("aggregate_moments", "the mean and covariance of the mixture of the N posteriors")
+    mu64, var64 = mu.double(), logvar.double().exp()
+    spread = (mu64 - mu64.mean(0)).T @ (mu64 - mu64.mean(0))
+    wrong = {
+        "the posteriors' own spread is missing: q(z) is a mixture of Gaussians, each with variance sigma_n^2, so "
+        "add diag(mean over n of exp(logvar_n)) to the covariance of the means": spread / n,
+        "the covariance of a mixture divides by N, not N - 1 (torch.cov's default estimates the covariance of "
+        "another sample; here the N components are the whole distribution)": spread / (n - 1) + torch.diag(var64.mean(0)),
+        "logvar is log sigma^2: the variances are exp(logvar)": spread / n + torch.diag(logvar.double().mean(0)),
+        "keep the covariances between dimensions (the codes of one image move together): use "
+        "(mu - loc)^T (mu - loc) / N, not only its diagonal": torch.diag(spread.diagonal() / n + var64.mean(0)),
+    }
+    hint = next((h for h, value in wrong.items() if _close(cov, value, atol=1e-4)),
+                "cov = (mu - loc)^T (mu - loc) / N + diag(mean over n of exp(logvar_n))")
+    raise ExerciseError(f"cov differs from the reference (max |diff| {_max_diff(cov, want_cov):.3g}): {hint}.")
 
 
 @exercise("gram_matrix", reference="solution_gram_matrix")

@@ -9,8 +9,8 @@ and ``sample(n, y, *, generator, truncation_psi, noise_mode)``; never a model's 
   so the same seed gives the same codes in every module and on every device; with ``prior``, codes of
   a fitted Gaussian instead (the same draws, scaled and shifted).
 * :func:`posterior_parameters`: mu and log sigma^2 of q(z | x) for every image of a data set.
-* :func:`aggregate_posterior`: the Gaussian with the mean and covariance of the codes the encoder
-  gives a data set, q(z) = mean_n q(z | x_n): a prior fitted after training (where N(0, I) samples
+* :func:`aggregate_posterior` (:func:`aggregate_gaussian` from given mu, logvar): the Gaussian with
+  the mean and covariance of the codes the encoder gives a data set, q(z) = mean_n q(z | x_n): a prior fitted after training (where N(0, I) samples
   fall outside the codes the decoder learned to draw); :func:`prior_mismatch` says how far, in nats.
 * :func:`class_labels`: (C n,) labels 0 .. 0, 1 .. 1, ..., ``n_per_class`` of each class.
 * :func:`decode_latents`: images for given codes, on the CPU, in eval mode without gradients.
@@ -81,7 +81,7 @@ def aggregate_posterior(model, data, batch_size: int = 128) -> MultivariateNorma
 
     Returns a float32 ``MultivariateNormal`` on the CPU (``loc`` (z_dim,), ``scale_tril`` (z_dim, z_dim)).
     """
-    return _moment_matched(*posterior_parameters(model, data, batch_size))
+    return aggregate_gaussian(*posterior_parameters(model, data, batch_size))
 
 
 def prior_mismatch(model, data, batch_size: int = 128) -> dict:
@@ -98,13 +98,19 @@ def prior_mismatch(model, data, batch_size: int = 128) -> dict:
     is at least both ``kl_per_image - log_n`` and ``fitted_kl``, the part that the mean and covariance show.)
     """
     mu, logvar = posterior_parameters(model, data, batch_size)
-    fitted = _moment_matched(mu, logvar)
+    fitted = aggregate_gaussian(mu, logvar)
     standard = MultivariateNormal(torch.zeros(mu.shape[1]), scale_tril=torch.eye(mu.shape[1]))
     return {"kl_per_image": kl_standard_normal(mu, logvar).sum(1).mean().item(), "log_n": math.log(len(mu)),
             "fitted_kl": kl_divergence(fitted, standard).item(), "fitted": fitted}
 
 
-def _moment_matched(mu: torch.Tensor, logvar: torch.Tensor) -> MultivariateNormal:
+def aggregate_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> MultivariateNormal:
+    """The Gaussian with the mean and covariance of q(z) = (1/N) sum_n N(mu_n, diag exp(logvar_n)), from the
+    posterior parameters mu, logvar (N, z_dim) (:func:`posterior_parameters`): float32, on mu's device.
+
+    loc = mean_n mu_n; cov = (1/N) sum_n (mu_n - loc)(mu_n - loc)^T + diag(mean_n sigma_n^2), in float64
+    (the law of total variance: the spread of the means plus the mean spread around them).
+    """
     if len(mu) < 2:
         raise ValueError(f"A fitted prior needs the codes of at least 2 images to estimate a covariance, got {len(mu)}.")
     mu, var = mu.double(), logvar.double().exp()
@@ -217,5 +223,5 @@ def _options(truncation_psi: float, noise_mode: str | None) -> dict:
     return options
 
 
-__all__ = ["DECODE_BATCH", "aggregate_posterior", "class_labels", "class_samples", "decode_latents",
+__all__ = ["DECODE_BATCH", "aggregate_gaussian", "aggregate_posterior", "class_labels", "class_samples", "decode_latents",
            "posterior_parameters", "prior_codes", "prior_mismatch", "sample_grid", "sample_images"]
