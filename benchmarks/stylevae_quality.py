@@ -20,7 +20,8 @@ preset's held-out test shapes:
     python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
     python benchmarks/stylevae_quality.py --reference --tag reference   # the committed reference run, loaded
 
-``--reference`` measures the committed run of ``experiments.REFERENCE_RUN_DIR`` (``configs.REFERENCE_COMMAND``
+``--judge own`` reads with a judge trained on the run's own data (upright shapes for the reference) instead of
+the quick judge of shapes at 8 angles that every other record uses. ``--reference`` measures the committed run of ``experiments.REFERENCE_RUN_DIR`` (``configs.REFERENCE_COMMAND``
 trained it: the quick model on upright shapes for 20,000 steps) instead of training; its test shapes are upright.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def entropy(labels: torch.Tensor, classes: int) -> float:
     return -(p[p > 0] * p[p > 0].log()).sum().item()
 
 
-def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) -> dict:
+def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, judge_kind: str = "quick") -> dict:
     """The measures of the module docstring for ``config``, trained or loaded by ``train_or_load``; with
     ``run_dir``, the finished run there, loaded (``experiments.load_trained``: never trained; its own config)."""
     start = time.perf_counter()
@@ -68,8 +69,11 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
     recon = reconstructions(model, test)
     floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, test.value_range)
     size = config.model_kwargs["input_size"]
-    judge = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs={"size": size}),
-                                verbose=False, progress=False)
+    # The quick judge (shapes at 8 angles) for every run, so that runs compare; judge="own": one trained on the
+    # run's own data (e.g. upright shapes for the reference), which reads those more accurately.
+    judge_data = {"size": size} if judge_kind == "quick" else dict(config.dataset_kwargs)
+    settings = judge_settings("shapes", preset="quick", dataset_kwargs=judge_data)
+    judge = train_or_load_judge(settings, verbose=False, progress=False)
     real_pred = judge.predict(test.images, test.value_range)
     read_back = {f: {key: round(value, 4) for key, value in r.items()}
                  for f, r in judge_read_back(judge, recon, test).items() if f in READ_BACK}
@@ -89,6 +93,12 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
             "fine_from_source2": {k: round(row["fine_from_source2"], 4) for k, row in table.items()},
             "from_source1_at_best": {f: round(v, 4) for f, v in table[k]["from_source1"].items()},
             "from_source2_at_best": {f: round(v, 4) for f, v in table[k]["from_source2"].items()}}
+    # The same split with the stripes left out of the fine factors: which factor keeps the share low?
+    table = factor_transfer(model, judge, n=pairs, sources=test.images, seed=0, fine=("object_hue",))
+    k = best_crossover(table)
+    transfer["encoded test images, fine = object hue only"] = {
+        "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4), "pairs": table[k]["pairs"],
+        "as_expected": {k: round(row["as_expected"], 4) for k, row in table.items()}}
     prior = model.sample(samples, generator=torch.Generator().manual_seed(0), noise_mode="const")
     fitted_samples = sample_images(model, samples, seed=0, prior=fitted)
     shape_classes = judge.heads_spec["shape"]
@@ -109,6 +119,7 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None) ->
         "test_images": len(test),
         "psnr_db": round(psnr(recon, test.images, test.value_range).mean().item(), 2),
         "mean_image_psnr_db": round(floor.mean().item(), 2),
+        "judge": {"kind": judge_kind, "file": settings.path().name, "dataset_kwargs": judge_data},
         "judge_test_accuracy": {f: round(v, 4) for f, v in judge.test_accuracy.items()},
         "read_back": read_back,
         "transfer_targets": {"coarse (from source 1)": list(TRANSFER_COARSE), "fine (from source 2)": list(TRANSFER_FINE)},
@@ -137,13 +148,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256, help="style-mixing pairs (2x as many test images)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--judge", choices=("quick", "own"), default="quick",
+                        help="quick: the judge of 8-angle shapes (every run's, default); own: one trained on the run's data")
     parser.add_argument("--reference", action="store_true",
                         help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
     args = parser.parse_args()
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = apply_overrides(get_config(args.config), overrides) if overrides else get_config(args.config)
     record = measure(config, pairs=args.pairs, samples=args.samples,
-                     run_dir=REFERENCE_RUN_DIR if args.reference else None)
+                     run_dir=REFERENCE_RUN_DIR if args.reference else None, judge_kind=args.judge)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "torch": torch.__version__}
