@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import MultivariateNormal, kl_divergence
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vae_lib.losses import kl_standard_normal
 from vae_lib.utils import evaluation_mode, model_device
 
 # Codes decoded per forward pass by sample_images (the judges' prediction batch): bounds memory only.
@@ -100,7 +99,8 @@ def prior_mismatch(model, data, batch_size: int = 128) -> dict:
     mu, logvar = posterior_parameters(model, data, batch_size)
     fitted = aggregate_gaussian(mu, logvar)
     standard = MultivariateNormal(torch.zeros(mu.shape[1]), scale_tril=torch.eye(mu.shape[1]))
-    return {"kl_per_image": kl_standard_normal(mu, logvar).sum(1).mean().item(), "log_n": math.log(len(mu)),
+    per_image = kl_divergence(Normal(mu.double(), (0.5 * logvar.double()).exp()), Normal(0.0, 1.0)).sum(1)
+    return {"kl_per_image": per_image.mean().item(), "log_n": math.log(len(mu)),
             "fitted_kl": kl_divergence(fitted, standard).item(), "fitted": fitted}
 
 
