@@ -378,7 +378,8 @@ def build_parser() -> OneLineParser:
     train.set_defaults(func=cmd_train)
 
     sample = commands.add_parser("sample", help="a PNG grid of samples from a trained run",
-                                 description="Write samples of a run as a PNG grid: z ~ N(0, I), or (--prior fitted) z from a Gaussian fitted to the codes of its training images.")
+                                 description="Write samples of a run as a PNG grid: z ~ N(0, I), or (--prior "
+                                             "fitted) z from a Gaussian fitted to the codes of its training images.")
     _common(sample)
     sample.add_argument("--n", type=_positive_int, default=8,
                         help="CVAE: samples per class (one row each); StyleGAN-VAE: an n x n grid (default 8)")
@@ -387,8 +388,9 @@ def build_parser() -> OneLineParser:
                         help="truncation psi in [-2, 2] (default 1: none; StyleGAN-VAE: 0 gives the average w; "
                              "CVAE: a temperature on z)")
     sample.add_argument("--prior", choices=("standard", "fitted"), default="standard",
-                        help="standard: z ~ N(0, I) (default); fitted: z from the Gaussian with the mean and covariance "
-                             "of the codes of the run's training images (models.sampling.aggregate_posterior)")
+                        help="standard: z ~ N(0, I) (default); fitted: z from the Gaussian with the mean and "
+                             "covariance of the codes of the run's training images "
+                             "(models.sampling.aggregate_posterior)")
     sample.add_argument("--file", help="PNG path (default OUT/samples.png)")
     sample.set_defaults(func=cmd_sample)
 

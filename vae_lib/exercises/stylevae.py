@@ -63,7 +63,8 @@ def solution_psnr(x: torch.Tensor, y: torch.Tensor, value_range=(0.0, 1.0)) -> t
 
 
 def solution_aggregate_moments(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (z,) and covariance (z, z) of the mixture q(z) = (1/N) sum_n N(mu_n, diag exp(logvar_n)); mu, logvar (N, z)."""
+    """Mean (z,) and covariance (z, z) of the mixture q(z) = (1/N) sum_n N(mu_n, diag exp(logvar_n));
+    mu, logvar (N, z)."""
     loc = mu.mean(dim=0)
     centred = mu - loc
     # The law of total variance: the spread of the means, plus the mean spread of each posterior around its own.
@@ -199,7 +200,8 @@ def check_aggregate_moments(student_fn) -> bool:
         "the posteriors' own spread is missing: q(z) is a mixture of Gaussians, each with variance sigma_n^2, so "
         "add diag(mean over n of exp(logvar_n)) to the covariance of the means": spread / n,
         "the covariance of a mixture divides by N, not N - 1 (torch.cov's default estimates the covariance of "
-        "another sample; here the N components are the whole distribution)": spread / (n - 1) + torch.diag(var64.mean(0)),
+        "another sample; here the N components are the whole distribution)":
+            spread / (n - 1) + torch.diag(var64.mean(0)),
         "logvar is log sigma^2: the variances are exp(logvar)": spread / n + torch.diag(logvar.double().mean(0)),
         "keep the covariances between dimensions (the codes of one image move together): use "
         "(mu - loc)^T (mu - loc) / N, not only its diagonal": torch.diag(spread.diagonal() / n + var64.mean(0)),

@@ -10,8 +10,9 @@ and ``sample(n, y, *, generator, truncation_psi, noise_mode)``; never a model's 
   a fitted Gaussian instead (the same draws, scaled and shifted).
 * :func:`posterior_parameters`: mu and log sigma^2 of q(z | x) for every image of a data set.
 * :func:`aggregate_posterior` (:func:`aggregate_gaussian` from given mu, logvar): the Gaussian with
-  the mean and covariance of the codes the encoder gives a data set, q(z) = mean_n q(z | x_n): a prior fitted after training (where N(0, I) samples
-  fall outside the codes the decoder learned to draw); :func:`prior_mismatch` says how far, in nats.
+  the mean and covariance of the codes the encoder gives a data set, q(z) = mean_n q(z | x_n): a prior
+  fitted after training (where N(0, I) samples fall outside the codes the decoder learned to draw);
+  :func:`prior_mismatch` says how far, in nats.
 * :func:`class_labels`: (C n,) labels 0 .. 0, 1 .. 1, ..., ``n_per_class`` of each class.
 * :func:`decode_latents`: images for given codes, on the CPU, in eval mode without gradients.
 * :func:`sample_images`: ``n`` samples whose codes are all drawn first, then decoded in batches,
@@ -112,7 +113,8 @@ def aggregate_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> MultivariateNo
     (the law of total variance: the spread of the means plus the mean spread around them).
     """
     if len(mu) < 2:
-        raise ValueError(f"A fitted prior needs the codes of at least 2 images to estimate a covariance, got {len(mu)}.")
+        raise ValueError(f"A fitted prior needs the codes of at least 2 images to estimate a covariance, "
+                         f"got {len(mu)}.")
     mu, var = mu.double(), logvar.double().exp()
     loc = mu.mean(0)
     centred = mu - loc
@@ -223,5 +225,5 @@ def _options(truncation_psi: float, noise_mode: str | None) -> dict:
     return options
 
 
-__all__ = ["DECODE_BATCH", "aggregate_gaussian", "aggregate_posterior", "class_labels", "class_samples", "decode_latents",
-           "posterior_parameters", "prior_codes", "prior_mismatch", "sample_grid", "sample_images"]
+__all__ = ["DECODE_BATCH", "aggregate_gaussian", "aggregate_posterior", "class_labels", "class_samples",
+           "decode_latents", "posterior_parameters", "prior_codes", "prior_mismatch", "sample_grid", "sample_images"]
