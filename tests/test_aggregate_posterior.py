@@ -168,3 +168,29 @@ def test_sample_grid_of_a_fitted_prior_is_n_by_n_codes_of_it():
     images, nrow = sampling.sample_grid(model, 3, prior=shifted)
     assert nrow == 3 and images.shape == (9, 3, 4, 4)
     assert torch.allclose(images[:, 0, 0, 0], torch.full((9,), -0.5), atol=0.05)
+
+
+class Truncating(LookupVAE):
+    """decode(z, truncation_psi=psi) paints psi * z[:, 0]: the average code is 0."""
+
+    def decode(self, z, y=None, *, noise_mode=None, truncation_psi=1.0):
+        return super().decode(truncation_psi * z)
+
+
+def test_truncation_fids_measure_each_psi_with_the_same_codes():
+    g = torch.Generator().manual_seed(1)
+    values = 0.3 * torch.randn(500, generator=g)          # real images: one value, spread 0.3
+    real = values.view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+    test = ImageData(images=real, labels=torch.zeros(500, dtype=torch.long), name="fake", source="test",
+                     reason="test", value_range=(-1.0, 1.0), class_names=["0"])
+    model = Truncating(torch.zeros(2, 2), torch.zeros(2, 2))
+    fids = metrics.truncation_fids(model, FlatJudge(), test, psis=(1.0, 0.3, 0.0), n=500)
+    assert list(fids) == [1.0, 0.3, 0.0]
+    # N(0, I) codes painted with spread psi: psi = 0.3 matches the data's spread, 1 and 0 do not.
+    assert fids[0.3] < fids[1.0] and fids[0.3] < fids[0.0]
+    assert fids[1.0] == pytest.approx(metrics.model_fid(model, FlatJudge(), test, n=500)["fid"])
+    fig = viz.truncation_fid_curves({"N(0, I)": fids}, references={"floor": 0.1})
+    assert isinstance(fig, Figure) and len(fig.axes[0].lines) == 2
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[0].xaxis_inverted()
+    with pytest.raises(ValueError, match="No FID curves"):
+        viz.truncation_fid_curves({})

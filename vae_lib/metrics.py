@@ -5,6 +5,7 @@
   the judge's penultimate feature space (the FID recipe of Heusel et al. 2017, with our judge in
   place of Inception, so the numbers are *not* comparable with published FIDs; only with each other).
 * :func:`factor_transfer`: on ``shapes``, which factors a style-mixed image takes from each source.
+* :func:`truncation_fids`: the FID of a StyleGAN-VAE's samples at each truncation psi.
 * :func:`mixing_influence`: how much of a style-mixed image the coarse code decides, per crossover
   (no judge: squared pixel distances).
 * :func:`reconstruction_scores`: PSNR, SSIM, sharpness and the judge's read-back of each factor, for
@@ -43,7 +44,7 @@ import torch
 from vae_lib.data import ImageData
 from vae_lib.evaluate import edge_ratio, psnr, ssim
 from vae_lib.judges import PREDICT_BATCH, Judge, read_back
-from vae_lib.models.sampling import posterior_parameters, prior_codes, sample_images
+from vae_lib.models.sampling import TRUNCATION_PSIS, posterior_parameters, prior_codes, sample_images
 from vae_lib.utils import evaluation_mode, model_device
 
 FID_SAMPLES = 10_000
@@ -154,22 +155,38 @@ def judge_fid(judge: Judge, real: torch.Tensor, fake: torch.Tensor, *, real_rang
 
 
 def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES, seed: int = FID_SEED,
-              batch_size: int = PREDICT_BATCH, prior=None) -> dict:
+              batch_size: int = PREDICT_BATCH, prior=None, truncation_psi: float = 1.0) -> dict:
     """FID of ``model``'s samples against ``test_data`` under the fixed protocol (module docstring).
 
     With ``prior`` (e.g. ``models.sampling.aggregate_posterior(model, train_data)``), the samples decode
-    the same seeded draws as codes of that Gaussian instead of N(0, I) (a departure from the protocol's
-    step 2, to be named wherever the number is shown). Returns ``{"fid": float, "n": int, "seed": int}``;
-    n = min(n, len(test_data)).
+    the same seeded draws as codes of that Gaussian instead of N(0, I); with ``truncation_psi`` != 1,
+    truncated ones. Both depart from the protocol's step 2: name them wherever the number is shown.
+    Returns ``{"fid": float, "n": int, "seed": int}``; n = min(n, len(test_data)).
     """
     n = min(n, len(test_data))
     if n < 2:
         raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
     labels = test_data.labels[:n] if model.conditional else None
-    fake = sample_images(model, n, labels=labels, seed=seed, batch_size=batch_size, prior=prior)
+    fake = sample_images(model, n, labels=labels, seed=seed, batch_size=batch_size, prior=prior,
+                         truncation_psi=truncation_psi)
     fid = judge_fid(judge, test_data.images[:n], fake, real_range=test_data.value_range,
                     fake_range=_range(model, None), batch_size=batch_size)
     return {"fid": fid, "n": n, "seed": seed}
+
+
+def truncation_fids(model, judge: Judge, test_data: ImageData, psis=TRUNCATION_PSIS, *, n: int = FID_SAMPLES,
+                    prior=None, batch_size: int = PREDICT_BATCH) -> dict[float, float]:
+    """What truncation does to a StyleGAN-VAE's samples, as a whole: ``{psi: FID}`` for each truncation psi.
+
+    Each FID is :func:`model_fid` of the same seeded codes (N(0, I), or ``prior``'s) at that psi, against the
+    first n test images. Lower psi pulls every w towards ``w_avg``: fewer odd samples, less variety. The FID
+    charges for both, so it falls with psi only while the samples' oddity costs more than their lost variety.
+    """
+    psis = [float(p) for p in psis]
+    if not psis:
+        raise ValueError("No truncation psi to measure.")
+    return {psi: model_fid(model, judge, test_data, n=n, prior=prior, truncation_psi=psi,
+                           batch_size=batch_size)["fid"] for psi in psis}
 
 
 # ---------------------------------------------------------------------------------- factor transfer
@@ -316,7 +333,8 @@ __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FA
            "TRANSFER_FINE", "best_crossover", "conditional_accuracy",
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
            "judge_fid", "mixing_influence", "model_fid", "reconstruction_scores", "reconstructions",
-           "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks", "latent_probe", "posterior_means"]
+           "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks", "latent_probe", "posterior_means",
+           "truncation_fids"]
 
 
 def reconstructions(model, data: ImageData, n: int | None = None, batch_size: int = 128) -> torch.Tensor:

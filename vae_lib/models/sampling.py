@@ -31,6 +31,8 @@ from vae_lib.utils import evaluation_mode, model_device
 
 # Codes decoded per forward pass by sample_images (the judges' prediction batch): bounds memory only.
 DECODE_BATCH = 500
+# The truncation psi of the course's sweeps (viz.truncation_grid, metrics.truncation_fids): none to full.
+TRUNCATION_PSIS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
 
 
 def prior_codes(n: int, z_dim: int, *, seed: int = 0, generator: torch.Generator | None = None,
@@ -225,5 +227,6 @@ def _options(truncation_psi: float, noise_mode: str | None) -> dict:
     return options
 
 
-__all__ = ["DECODE_BATCH", "aggregate_gaussian", "aggregate_posterior", "class_labels", "class_samples",
-           "decode_latents", "posterior_parameters", "prior_codes", "prior_mismatch", "sample_grid", "sample_images"]
+__all__ = ["DECODE_BATCH", "TRUNCATION_PSIS", "aggregate_gaussian", "aggregate_posterior", "class_labels",
+           "class_samples", "decode_latents", "posterior_parameters", "prior_codes", "prior_mismatch", "sample_grid",
+           "sample_images"]

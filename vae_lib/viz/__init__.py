@@ -32,7 +32,7 @@ from vae_lib.viz.scores import (conditional_accuracy_bars, factor_transfer_curve
                                seed_comparison)
 from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_grid, mapping_layer_scales,
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
-                               truncation_grid)
+                               truncation_fid_curves, truncation_grid)
 
 __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "TRUNCATION_PSIS", "metric_curves",
            "class_conditional_samples", "class_swap", "compare_runs", "conditional_accuracy_bars", "read_back_bars",
@@ -42,5 +42,5 @@ __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "T
            "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",
            "mixing_influence_curves", "noise_variation", "project_2d", "rate_distortion", "reconstructions",
            "samples_by_prior", "samples_per_run", "seed_comparison",
-           "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_grid",
+           "show_dataset", "style_mixing_grid", "synthesis_ladder", "training_curves", "truncation_fid_curves", "truncation_grid",
            "value_range_of"]

@@ -2,7 +2,7 @@
 noise, the synthesis resolution by resolution, and style mixing.
 
 * :func:`latent_statistics`, :func:`mapping_layer_scales`: what the mapping network does to z.
-* :func:`truncation_grid`: the same z at several truncation psi.
+* :func:`truncation_grid`: the same z at several truncation psi; :func:`truncation_fid_curves`: their FID.
 * :func:`noise_variation`, :func:`synthesis_ladder`: the noise injections; the synthesis block by block.
 * :func:`layer_swap_grid`, :func:`style_mixing_grid`: what the styles of each layer control.
 * :func:`mixing_influence_curves`: ``metrics.mixing_influence`` against the crossover.
@@ -16,12 +16,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from vae_lib.models.sampling import TRUNCATION_PSIS
 from vae_lib.nn.style import MappingNetwork, mix_styles
 from vae_lib.utils import evaluation_mode, model_device
 from vae_lib.viz.grids import DPI, check_value_range, draw_array, grid_array, grid_figure, value_range_of
 
 IMAGE_RANGE = (-1.0, 1.0)
-TRUNCATION_PSIS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
 
 
 # ------------------------------------------------------------------------------------------ mapping
@@ -90,6 +90,31 @@ def truncation_grid(model, psis=TRUNCATION_PSIS, n: int = 8, *, seed: int = 0, n
     array = grid_array(images, n, value_range_of(model, value_range))
     return grid_figure([array], row_labels=[f"ψ = {p:g}" for p in psis], tile_height=images.shape[-2],
                        tile_width=images.shape[-1], title="truncation: w_avg + ψ (w - w_avg)", dpi=dpi)
+
+
+def truncation_fid_curves(curves: dict, *, references: dict | None = None, dpi: int = DPI) -> Figure:
+    """FID against the truncation psi, one curve per set of codes (``metrics.truncation_fids``), log y axis.
+
+    curves: {label: {psi: FID}}; references: {label: FID} drawn as grey dotted lines (e.g. the model's
+    reconstructions, real images). psi runs from 1 (no truncation) on the left to 0 (every code the average).
+    """
+    if not curves:
+        raise ValueError("No FID curves to draw.")
+    fig = Figure(figsize=(5.5, 3.2), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    for label, points in curves.items():
+        psis = sorted(points, reverse=True)
+        ax.plot(psis, [points[p] for p in psis], "o-", ms=4, label=str(label))
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="grey", ls=":", lw=1.0)
+        ax.annotate(str(label), (0.99, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    fontsize="x-small", color="grey")
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("truncation ψ (1: none, 0: every code the average w)")
+    ax.set_ylabel("FID, judge features (lower is better)")
+    ax.legend(fontsize="x-small")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------- synthesis
