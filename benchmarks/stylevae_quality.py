@@ -21,8 +21,9 @@ preset's held-out test shapes:
     python benchmarks/stylevae_quality.py --reference --tag reference   # the committed reference run, loaded
 
 ``--judge own`` reads with a judge trained on the run's own data (upright shapes for the reference) instead of
-the quick judge of shapes at 8 angles that every other record uses. ``--reference`` measures the committed run of ``experiments.REFERENCE_RUN_DIR`` (``configs.REFERENCE_COMMAND``
-trained it: the quick model on upright shapes for 20,000 steps) instead of training; its test shapes are upright.
+the quick judge of shapes at 8 angles that every other record uses. ``--reference`` measures the committed run of
+``experiments.REFERENCE_RUN_DIR`` (``configs.REFERENCE_COMMAND`` trained it: the quick model on upright shapes for
+20,000 steps) instead of training; its test shapes are upright.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
     transfer["encoded test images, fine = object hue only"] = {
         "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4), "pairs": table[k]["pairs"],
         "as_expected": {k: round(row["as_expected"], 4) for k, row in table.items()}}
-    prior = model.sample(samples, generator=torch.Generator().manual_seed(0), noise_mode="const")
+    prior = sample_images(model, samples, seed=0)          # the same draws, decoded as codes of each prior
     fitted_samples = sample_images(model, samples, seed=0, prior=fitted)
     shape_classes = judge.heads_spec["shape"]
 
@@ -149,7 +150,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--judge", choices=("quick", "own"), default="quick",
-                        help="quick: the judge of 8-angle shapes (every run's, default); own: one trained on the run's data")
+                        help="quick: the judge of 8-angle shapes (every run's, default); own: one trained on the "
+                             "run's data")
     parser.add_argument("--reference", action="store_true",
                         help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
     args = parser.parse_args()

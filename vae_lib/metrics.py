@@ -163,15 +163,27 @@ def model_fid(model, judge: Judge, test_data: ImageData, *, n: int = FID_SAMPLES
     truncated ones. Both depart from the protocol's step 2: name them wherever the number is shown.
     Returns ``{"fid": float, "n": int, "seed": int}``; n = min(n, len(test_data)).
     """
+    n = _fid_size(test_data, n)
+    real = judge.embed_images(test_data.images[:n], test_data.value_range, batch_size)
+    fake = _sample_features(model, judge, test_data, n, seed=seed, batch_size=batch_size, prior=prior,
+                            truncation_psi=truncation_psi)
+    return {"fid": fid_from_features(real, fake), "n": n, "seed": seed}
+
+
+def _fid_size(test_data: ImageData, n: int) -> int:
     n = min(n, len(test_data))
     if n < 2:
         raise ValueError(f"FID needs at least 2 images on each side, got {n}.")
+    return n
+
+
+def _sample_features(model, judge: Judge, test_data: ImageData, n: int, *, seed: int, batch_size: int, prior,
+                     truncation_psi: float) -> torch.Tensor:
+    """The judge's features of the protocol's n generated images (a CVAE gets the first n test labels)."""
     labels = test_data.labels[:n] if model.conditional else None
     fake = sample_images(model, n, labels=labels, seed=seed, batch_size=batch_size, prior=prior,
                          truncation_psi=truncation_psi)
-    fid = judge_fid(judge, test_data.images[:n], fake, real_range=test_data.value_range,
-                    fake_range=_range(model, None), batch_size=batch_size)
-    return {"fid": fid, "n": n, "seed": seed}
+    return judge.embed_images(fake, _range(model, None), batch_size)
 
 
 def truncation_fids(model, judge: Judge, test_data: ImageData, psis=TRUNCATION_PSIS, *, n: int = FID_SAMPLES,
@@ -185,8 +197,11 @@ def truncation_fids(model, judge: Judge, test_data: ImageData, psis=TRUNCATION_P
     psis = [float(p) for p in psis]
     if not psis:
         raise ValueError("No truncation psi to measure.")
-    return {psi: model_fid(model, judge, test_data, n=n, prior=prior, truncation_psi=psi,
-                           batch_size=batch_size)["fid"] for psi in psis}
+    n = _fid_size(test_data, n)
+    real = judge.embed_images(test_data.images[:n], test_data.value_range, batch_size)   # once, for every psi
+    return {psi: fid_from_features(real, _sample_features(model, judge, test_data, n, seed=FID_SEED,
+                                                          batch_size=batch_size, prior=prior, truncation_psi=psi))
+            for psi in psis}
 
 
 # ---------------------------------------------------------------------------------- factor transfer
