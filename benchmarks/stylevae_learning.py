@@ -35,6 +35,12 @@ Issue 11's question, why no shape: each half alone, and the judge's read-back (`
     python benchmarks/stylevae_learning.py --threads 1 --mode vae --steps 1500 --eval-every 1500 --read-back \
         --variants preset --set 'dataset_kwargs.fixed_factors={"rotation":4}' --tag /upright-1500
 
+An adversarial term beside the preset's loss (``--adversarial WEIGHT``, from step ``--adversarial-from``; not
+an option of the course's loss: it did not help, ``benchmarks/README.md``)::
+
+    python benchmarks/stylevae_learning.py --threads 1 --mode vae --steps 1500 --eval-every 1500 --read-back --probe \
+        --variants preset --set 'dataset_kwargs.fixed_factors={"rotation":4}' --adversarial 0.8 --tag /upright-1500-adv0.8
+
 (With ``lr_schedule="cosine"``, as the preset has, evaluate only at the end, ``--eval-every`` = ``--steps``: each
 evaluation ends a ``Trainer.fit`` call, and the cosine spans the steps of one call.)
 
@@ -116,6 +122,77 @@ VARIANTS = {
     "preset-judge": {"loss_kwargs.perceptual_weight": 0.6, "loss_kwargs.perceptual_from_epoch": 0,
                      "loss_kwargs.features": "judge", "loss_kwargs.judge_preset": "quick"},
 }
+
+
+class Discriminator(torch.nn.Module):
+    """A small image discriminator for ``AdversarialLoss``: conv 3x3 to ``width`` channels, then 4x4 stride-2
+    convs (doubling the width up to 128) down to 4 x 4, LeakyReLU(0.2), a linear logit. (B, 3, S, S) -> (B,)."""
+
+    def __init__(self, size: int, width: int = 32):
+        super().__init__()
+        layers, channels, resolution = [torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.LeakyReLU(0.2)], width, size
+        while resolution > 4:
+            layers += [torch.nn.Conv2d(channels, min(channels * 2, 128), 4, stride=2, padding=1),
+                       torch.nn.LeakyReLU(0.2)]
+            channels, resolution = min(channels * 2, 128), resolution // 2
+        self.features = torch.nn.Sequential(*layers)
+        self.out = torch.nn.Linear(channels * 16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x).flatten(1)).squeeze(1)
+
+
+class AdversarialLoss:
+    """The preset's calibrated VAE loss plus ``lam * softplus(-D(x_hat))`` (the non-saturating GAN loss of the
+    reconstructions), the discriminator D updated inside each call, before the VAE's step, on real x against the
+    detached x_hat (logistic loss + R1 penalty ``r1 / 2 * ||grad_x D(x)||^2``, Adam 2e-3, betas (0, 0.99)).
+    ``lam`` is VQGAN's adaptive weight (Esser et al. 2021): ``weight * ||grad nll|| / ||grad adversarial||`` at the
+    decoder's last layer (``synthesis.to_rgb``), so ``weight`` 1 gives the two terms equal gradients there. The
+    term is off for the first ``start`` calls. For this benchmark only (D's state is not checkpointed)."""
+
+    def __init__(self, weight: float, size: int, *, start: int = 0, r1: float = 0.1, lr: float = 2e-3):
+        self.weight, self.start, self.r1 = weight, start, r1
+        torch.manual_seed(1234)
+        self.discriminator = Discriminator(size)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.0, 0.99))
+        self.calls = 0
+
+    def __call__(self, model, batch, *, beta: float, epoch: int = 0) -> dict[str, torch.Tensor]:
+        import math
+
+        import torch.nn.functional as F
+
+        from vae_lib.losses import kl_standard_normal
+
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x_hat, mu, logvar = model(x)
+        squared = (x_hat.float() - x.float()).pow(2).flatten(1)
+        mse = squared.sum(1).mean()
+        kl = kl_standard_normal(mu.float(), logvar.float()).sum(1).mean()
+        sigma = squared.detach().mean().sqrt().clamp(min=0.01)
+        nll = mse / (2 * sigma ** 2) + squared.shape[1] * (sigma.log() + 0.5 * math.log(2 * math.pi))
+        self.calls += 1
+        zero = torch.zeros(())
+        g_loss, lam, d_loss = zero, zero, zero
+        if self.calls > self.start:
+            D = self.discriminator.requires_grad_(True)
+            real = x.detach().requires_grad_(self.r1 > 0)
+            d_real = D(real)
+            d_loss = F.softplus(-d_real).mean() + F.softplus(D(x_hat.detach())).mean()
+            if self.r1 > 0:
+                grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+                d_loss = d_loss + 0.5 * self.r1 * grad.pow(2).flatten(1).sum(1).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizer.step()
+            D.requires_grad_(False)
+            g_loss = F.softplus(-D(x_hat)).mean()
+            last = model.synthesis.to_rgb.weight
+            grad_nll, = torch.autograd.grad(nll, last, retain_graph=True)
+            grad_adv, = torch.autograd.grad(g_loss, last, retain_graph=True)
+            lam = (grad_nll.norm() / (grad_adv.norm() + 1e-4)).clamp(0, 1e4).detach() * self.weight
+        return {"loss": nll + beta * kl + lam * g_loss, "mse": mse, "kl": kl, "nll": nll, "sigma": sigma,
+                "g_loss": g_loss.detach(), "d_loss": d_loss.detach(), "lam": lam}
 
 
 def variant_config(name: str, mode: str, steps: int, common: dict | None = None):
@@ -238,7 +315,7 @@ def run_encoder(name: str, steps: int, n_test: int, common: dict | None) -> dict
 
 def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: dict | None = None,
         images_dir: Path | None = None, ema_half_life: float | None = None, read_back: bool = False,
-        probe: bool = False) -> dict:
+        probe: bool = False, adversarial: tuple[float, int] | None = None) -> dict:
     if ema_half_life:  # the Trainer keeps the average; the raw weights are scored beside it
         common = {**(common or {}), "train.ema_half_life_images": ema_half_life}
     config = variant_config(name, mode, steps, common)
@@ -257,7 +334,9 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
     if read_back and mode != "overfit":
         judge = evaluation_judge(config)
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
-    trainer = Trainer(model, build_loss(config), config.train, progress=False)
+    loss = build_loss(config) if adversarial is None else AdversarialLoss(
+        adversarial[0], config.model_kwargs["input_size"], start=adversarial[1])
+    trainer = Trainer(model, loss, config.train, progress=False)
     ema = trainer.ema
     curve, seconds = [], 0.0
     while trainer.step < steps:
@@ -300,6 +379,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         vutils.save_image(grid, images_dir / f"{name}-{mode}-{steps}.png", nrow=8, padding=1)
     return {"variant": name, "mode": mode, "overrides": {**VARIANTS[name], **(common or {})}, "steps": steps,
             "threads": torch.get_num_threads(),
+            **({"adversarial": {"weight": adversarial[0], "from_step": adversarial[1]}} if adversarial else {}),
             "batch_size": config.train.batch_size, "mean_image_psnr_db": round(floor, 2), "curve": curve,
             "img_per_s": round(steps * config.train.batch_size / seconds, 1), "load_avg_start": os.getloadavg()[0]}
 
@@ -326,6 +406,10 @@ def main() -> None:
                              "(vae_lib.metrics.latent_probe): which factors the code holds")
     parser.add_argument("--ema", type=float, default=None, metavar="IMAGES",
                         help="also keep an EMA of the weights with this half-life (ramp-up 0.05) and score it")
+    parser.add_argument("--adversarial", type=float, default=None, metavar="WEIGHT",
+                        help="vae/ae modes: add AdversarialLoss's term with this adaptive weight")
+    parser.add_argument("--adversarial-from", type=int, default=0, metavar="STEP",
+                        help="the step from which the adversarial term is on")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -340,7 +424,8 @@ def main() -> None:
             record = run_encoder(name, args.steps, args.n_test, common)
         else:
             record = run(name, args.mode, args.steps, args.eval_every, args.n_test, common, args.images, args.ema,
-                         args.read_back, args.probe)
+                         args.read_back, args.probe,
+                         None if args.adversarial is None else (args.adversarial, args.adversarial_from))
         results = json.loads(args.out.read_text()) if args.out.exists() else results
         results["runs"][f"{name}/{args.mode}{args.tag}"] = record
         args.out.parent.mkdir(parents=True, exist_ok=True)

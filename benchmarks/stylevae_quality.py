@@ -7,7 +7,8 @@ preset's held-out test shapes:
 * the shapes judge's read-back: for each factor, its accuracy on the reconstructions over its
   accuracy on the real images (the judge is the course's, ``train_or_load_judge``);
 * style mixing: ``metrics.factor_transfer`` for every crossover k, from the posterior means of
-  test images and from prior samples; the best k and its "coarse from 1, fine from 2" share;
+  test images and from prior samples; the best k and its "coarse from 1, fine from 2" share; for the
+  encoded test images also the share of mixes that take source 2's stripes, by its stripe level, at every k;
 * prior samples: the entropy of the judge's shape labels (nats; log 5 = 1.61 for the data), and the mean
   per-image standard deviation of their pixels (contrast; faint samples have less than the data);
 * the same for samples of the fitted prior (``models.sampling.aggregate_posterior`` of the training set: the
@@ -93,7 +94,12 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
             "coarse_from_source1": {k: round(row["coarse_from_source1"], 4) for k, row in table.items()},
             "fine_from_source2": {k: round(row["fine_from_source2"], 4) for k, row in table.items()},
             "from_source1_at_best": {f: round(v, 4) for f, v in table[k]["from_source1"].items()},
-            "from_source2_at_best": {f: round(v, 4) for f, v in table[k]["from_source2"].items()}}
+            "from_source2_at_best": {f: round(v, 4) for f, v in table[k]["from_source2"].items()},
+            # Which layers draw each stripe level: the share of mixes with source 2's stripes, by that level.
+            "texture_from_source2_by_level": {
+                k: {level: [round(share, 4), row["informative_by_level"]["texture"][level]]
+                    for level, share in row["from_source2_by_level"]["texture"].items()}
+                for k, row in table.items()}}
     # The same split with the stripes left out of the fine factors: which factor keeps the share low?
     table = factor_transfer(model, judge, n=pairs, sources=test.images, seed=0, fine=("object_hue",))
     k = best_crossover(table)

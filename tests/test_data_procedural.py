@@ -198,3 +198,24 @@ def test_fixed_factors_hold_one_bin_and_leave_the_rest_alone():
 def test_fixed_factors_refuse_what_they_cannot_hold(bad):
     with pytest.raises(ValueError, match="fixed_factors"):
         load_dataset("shapes", "test", n=4, size=32, verbose=False, fixed_factors=bad)
+
+
+def test_stripes_are_drawn_in_the_objects_frame():
+    """Notebook 08 explains where the decoder draws the stripes by this: they move (and turn) with the object."""
+    from vae_lib.data.shapes import TEXTURE_CYCLES, TEXTURE_NAMES
+
+    assert len(TEXTURE_CYCLES) == len(TEXTURE_NAMES) == FACTOR_BINS["texture"]
+    assert TEXTURE_NAMES[0] == "no stripes" and TEXTURE_NAMES[3] == "10 cycles"
+    size = 64
+    # Square, upright (rotation bin 4 = 0 degrees), x bins 0 and 5: centres 0.5 apart in [-1, 1], 16 pixels.
+    common = dict(shape=[0, 0], rotation=[4, 4], position_x=[0, 5], scale=[5, 5])
+    striped = render_from_factors(base_factors(2, texture=[3, 3], **common), size)
+    flat = render_from_factors(base_factors(2, texture=[0, 0], **common), size)
+    # The stripe factor alone: hue and light cancel inside the object. The red channel of this hue (bin 4) is
+    # far from the clamp at 1, which the other two reach where the light is brightest.
+    stripes = (striped[:, 0] + 1) / (flat[:, 0] + 1)
+    centre = [round((1 + (-0.35 + 0.7 * x / 7)) * size / 2) for x in (0, 5)]
+    rows = slice(size // 2 - 6, size // 2 + 6)
+    left, right = (stripes[i, rows, c - 6:c + 6] for i, c in enumerate(centre))
+    assert left.std() > 0.05                          # there are stripes in the window
+    assert torch.allclose(left, right, atol=0.02)     # the same stripes, moved with the object

@@ -208,6 +208,35 @@ def test_factor_transfer_on_a_model_that_copies_its_sources():
     assert metrics.best_crossover(table) in (1, 2)
 
 
+def test_factor_transfer_splits_a_factor_by_the_level_of_source_2():
+    class FineStripesFollowTheCoarseCode(FactorModel):
+        """Texture levels 2 and 3 of source 2 are overruled by source 1 as soon as one layer is from it."""
+
+        def mix(self, z1, z2, crossover, *, noise_mode=None):
+            mixed = super().mix(z1, z2, crossover)
+            t = list(FACTORS).index("texture")
+            if crossover > 0:
+                narrow = mixed[:, t] >= 2
+                mixed[:, t] = torch.where(narrow, self.decode(z1)[:, t], mixed[:, t])
+            return mixed
+
+    n = 400
+    table = metrics.factor_transfer(FineStripesFollowTheCoarseCode(), FactorJudge(), n=n, seed=3, crossovers=[0, 1, 3])
+    gen = torch.Generator().manual_seed(3)
+    s1, s2 = (FactorModel().decode(torch.randn(n, 9, generator=gen))[:, 7, 0, 0] for _ in range(2))
+    differ = s1 != s2
+    want_counts = {c: int((s2[differ] == c).sum()) for c in range(4) if (s2[differ] == c).any()}
+    for k in (0, 1, 3):
+        assert table[k]["informative_by_level"]["texture"] == want_counts
+        assert sum(table[k]["informative_by_level"]["texture"].values()) == table[k]["informative"]["texture"]
+    assert table[0]["from_source2_by_level"]["texture"] == {c: 1.0 for c in want_counts}
+    # k = 1: levels 0 and 1 still from source 2 (texture is a fine factor); 2 and 3 taken from source 1.
+    assert table[1]["from_source2_by_level"]["texture"] == {c: 1.0 if c < 2 else 0.0 for c in want_counts}
+    assert table[3]["from_source2_by_level"]["texture"] == {c: 0.0 for c in want_counts}
+    # The other factors are not split differently by level.
+    assert set(table[1]["from_source2_by_level"]["object_hue"].values()) == {1.0}
+
+
 def test_factor_transfer_default_targets_are_shape_and_position_against_hue_and_texture():
     table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=300, seed=1)
     assert metrics.TRANSFER_COARSE == ("shape", "position_x", "position_y")

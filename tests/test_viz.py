@@ -607,6 +607,19 @@ def test_factor_transfer_curves_one_line_per_factor():
         viz.factor_transfer_curves({})
 
 
+def test_transfer_by_level_one_line_per_level_of_source_2():
+    table = {k: {"from_source2_by_level": {"texture": {0: 1.0 - k / 4, 3: 1.0 - k / 2}},
+                 "informative_by_level": {"texture": {0: 12, 3: 7}}} for k in range(3)}
+    fig = viz.transfer_by_level(table, "texture", level_names={0: "none", 3: "10 cycles"})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"none (12 pairs)", "10 cycles (7 pairs)"}
+    np.testing.assert_allclose(lines["10 cycles (7 pairs)"].get_ydata(), [1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="no levels of 'shape'"):
+        viz.transfer_by_level(table, "shape")
+    with pytest.raises(ValueError, match="empty"):
+        viz.transfer_by_level({}, "texture")
+
+
 # --------------------------------------------------------------------------- datasets (notebook 00)
 def test_show_dataset_and_factor_histograms_headless():
     shapes = load_dataset("shapes", n=40, size=32, verbose=False)

@@ -222,6 +222,9 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     * ``from_source1[f]``: among pairs whose sources differ in f, the share where the mix has
       source 1's f; ``from_source2[f]`` likewise;
     * ``coarse_from_source1``, ``fine_from_source2``: their means over ``coarse`` / ``fine``;
+    * ``from_source2_by_level[f]``: ``from_source2[f]`` split by the level source 2 has (as the judge
+      reads it), ``{level: share}``, with the counts of informative pairs in ``informative_by_level[f]``:
+      whether a factor's fine levels (e.g. narrow stripes) follow other layers than its coarse ones;
     * ``as_expected``: among the ``pairs`` whose sources differ in *every* factor of ``coarse`` and
       ``fine``, the share of mixed images that take every coarse factor from source 1 and every fine
       factor from source 2. Only such pairs can tell: a factor the sources share would match both.
@@ -229,8 +232,9 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
 
     Defaults: coarse = shape and position, fine = object hue and texture (``TRANSFER_COARSE``,
     ``TRANSFER_FINE``). Returns ``{k: {"from_source1": {f: share}, "from_source2": {f: share},
-    "informative": {f: count}, "coarse_from_source1", "fine_from_source2", "as_expected",
-    "pairs"}}`` with a row for every factor the judge has; a share is NaN when no pair is
+    "informative": {f: count}, "from_source2_by_level": {f: {level: share}}, "informative_by_level":
+    {f: {level: count}}, "coarse_from_source1", "fine_from_source2", "as_expected", "pairs"}}`` with a
+    row for every factor the judge has (levels: those source 2 shows in informative pairs); a share is NaN when no pair is
     informative (e.g. a model whose images do not depend on z). The judge's own errors enter every
     number: read them next to its accuracy on real images.
     """
@@ -277,13 +281,19 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     table = {}
     for k in crossovers:
         mixed = judged(lambda a, b, k=k: model.mix(a, b, k, **options))
-        row = {"from_source1": {}, "from_source2": {}, "informative": {}}
+        row = {"from_source1": {}, "from_source2": {}, "informative": {}, "from_source2_by_level": {},
+               "informative_by_level": {}}
         for f in factors:
             differ = source1[f] != source2[f]
             count = int(differ.sum())
             row["informative"][f] = count
             for name, source in (("from_source1", source1), ("from_source2", source2)):
                 row[name][f] = (mixed[f] == source[f])[differ].double().mean().item() if count else math.nan
+            levels = source2[f][differ]
+            took = (mixed[f] == source2[f])[differ]
+            row["from_source2_by_level"][f] = {int(c): took[levels == c].double().mean().item()
+                                               for c in levels.unique().tolist()}
+            row["informative_by_level"][f] = {int(c): int((levels == c).sum()) for c in levels.unique().tolist()}
         row["coarse_from_source1"] = _nanmean([row["from_source1"][f] for f in coarse])
         row["fine_from_source2"] = _nanmean([row["from_source2"][f] for f in fine])
         expected = torch.ones(n, dtype=torch.bool)

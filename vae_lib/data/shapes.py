@@ -54,7 +54,8 @@ SIZES = (32, 64, 128)
 DEFAULT_SIZE = 64
 DEFAULT_COUNTS = {"train": 20_000, "test": 2_000}
 TEST_OFFSET = 10_000_000
-_TEXTURE_CYCLES = (0.0, 4.0, 7.0, 10.0)
+TEXTURE_CYCLES = (0.0, 4.0, 7.0, 10.0)   # stripes across the object per image width, by texture level
+TEXTURE_NAMES = {level: f"{cycles:g} cycles" if cycles else "no stripes" for level, cycles in enumerate(TEXTURE_CYCLES)}
 _CHUNK_PIXELS = 512 * 64 * 64      # pixels per vectorised chunk: keeps each temporary tensor cache-sized
 
 
@@ -165,7 +166,7 @@ def _render(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     pixel = 2 / size
     coverage = (0.5 - distance * radius / pixel).clamp(0, 1).unsqueeze(1)  # anti-aliased edge
 
-    cycles = torch.tensor(_TEXTURE_CYCLES)[f["texture"]].view(n, 1, 1)
+    cycles = torch.tensor(TEXTURE_CYCLES)[f["texture"]].view(n, 1, 1)
     stripes = 1 - 0.45 * (cycles > 0) * (0.5 + 0.5 * torch.cos(math.pi * cycles * qx * radius))
     light_angle = column(f["light"] * (math.pi / 2))                          # 0: from the left
     light = 1 + 0.3 * (-px * light_angle.cos() - py * light_angle.sin())

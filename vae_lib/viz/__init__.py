@@ -29,14 +29,14 @@ from vae_lib.viz.latents import (TRAVERSAL_VALUES, class_swap, decode_latents, i
                                  interpolation_paths, kl_per_dimension, latent_interpolation, latent_space,
                                  latent_traversal, latent_usage_per_run, project_2d)
 from vae_lib.viz.scores import (conditional_accuracy_bars, factor_transfer_curves, rate_distortion, read_back_bars,
-                               seed_comparison)
+                               seed_comparison, transfer_by_level)
 from vae_lib.viz.style import (TRUNCATION_PSIS, latent_statistics, layer_swap_grid, mapping_layer_scales,
                                mixing_influence_curves, noise_variation, style_mixing_grid, synthesis_ladder,
                                truncation_fid_curves, truncation_grid)
 
 __all__ = ["DPI", "MAX_WIDTH_IN", "PADDING", "SMOOTHING", "TRAVERSAL_VALUES", "TRUNCATION_PSIS", "metric_curves",
            "class_conditional_samples", "class_swap", "compare_runs", "conditional_accuracy_bars", "read_back_bars",
-           "decode_latents", "factor_histograms", "factor_transfer_curves", "factor_traversals",
+           "decode_latents", "factor_histograms", "factor_transfer_curves", "transfer_by_level", "factor_traversals",
            "feature_maps", "grid_array", "grid_figure", "image_grid", "interpolate_latents",
            "interpolation_paths", "kl_per_dimension", "latent_interpolation", "latent_statistics",
            "latent_space", "latent_traversal", "latent_usage_per_run", "layer_swap_grid", "mapping_layer_scales",

@@ -3,6 +3,8 @@ confusion matrix, and which style layers carry which factor of the 'shapes' scen
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -93,6 +95,37 @@ def factor_transfer_curves(table: dict, *, coarse=COARSE_FACTORS, fine=FINE_FACT
     ax.set_xticks(ks)
     ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("which style layers carry which factor")
+    return fig
+
+
+def transfer_by_level(table: dict, factor: str, *, level_names: dict | None = None, dpi: int = DPI) -> Figure:
+    """One factor of ``factor_transfer`` split by the level of source 2: for each level, the share of mixed
+    images that keep source 2's level (among pairs whose sources differ in ``factor``) against the crossover k,
+    with the number of such pairs in the legend. Levels whose lines fall at different k are drawn by
+    different layers (e.g. narrow stripes taken over by the coarse code long before wide ones).
+    ``level_names``: ``{level: name}`` for the legend (default the level numbers)."""
+    if not table:
+        raise ValueError("The table is empty.")
+    ks = sorted(table)
+    first = table[ks[0]]
+    if factor not in first.get("from_source2_by_level", {}):
+        raise ValueError(f"The table has no levels of {factor!r}: make it with metrics.factor_transfer "
+                         f"(factors: {sorted(first.get('from_source2_by_level', {}))}).")
+    levels = sorted({level for k in ks for level in table[k]["from_source2_by_level"][factor]})
+    fig = Figure(figsize=(6.0, 3.2), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    for level in levels:
+        y = [table[k]["from_source2_by_level"][factor].get(level, math.nan) for k in ks]
+        count = max(table[k]["informative_by_level"][factor].get(level, 0) for k in ks)
+        name = (level_names or {}).get(level, f"level {level}")
+        ax.plot(ks, y, marker="o", ms=3, lw=1.4, label=f"{name} ({count} pairs)")
+    ax.set_xlabel("crossover k: style layers [0, k) from source 1, [k, L) from source 2")
+    ax.set_ylabel(f"share keeping source 2's {factor}")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xticks(ks)
+    ax.legend(fontsize="x-small", title=f"source 2's {factor}", title_fontsize="x-small", loc="center left",
+              bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"which style layers draw each level of {factor}")
     return fig
 
 
