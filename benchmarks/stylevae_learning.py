@@ -9,8 +9,9 @@ for a fixed number of optimiser steps by the course's ``Trainer`` in one of five
 * ``vae``: the whole training set with the variant's KL schedule;
 * ``decoder``: the decoder alone, given each image's true factors as its code (one-hot bins, x 3, zero-padded
   to z_dim) instead of an encoder's: can this decoder learn to draw what the data hold, in this many steps,
-  when the code is perfect? (MSE summed over pixels, AdamW with the preset's lr, weight decay, clip and a
-  cosine decay, batch 32; the Trainer needs an encoder, so this mode has its own few lines of loop.)
+  when the code is perfect? (``vae_lib.factor_decoder``: MSE summed over pixels, AdamW with the preset's lr,
+  weight decay, clip and a cosine decay, batch 32.) With ``--transfer`` also: how does it split the factors
+  over its style layers when mixed (``metrics.factor_transfer`` of the true codes of test pairs)?
 * ``encoder``: the encoder alone, taught the true factors (mu's first dimensions as one set of logits per
   factor, cross-entropy, the same optimiser): can it see what the data hold, in this many steps, when it is
   told what to look for? (accuracy per factor on the held-out shapes)
@@ -65,6 +66,7 @@ from vae_lib.data import InMemoryLoader
 from vae_lib.evaluate import psnr
 from vae_lib.experiments import build_data, build_loss, build_model
 from vae_lib.data.shapes import FACTOR_BINS
+from vae_lib.factor_decoder import factor_codes, fit_decoder_to_factors, fit_steps
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
 from vae_lib.metrics import latent_probe, reconstructions
@@ -143,34 +145,33 @@ class Discriminator(torch.nn.Module):
 
 
 class AdversarialLoss:
-    """The preset's calibrated VAE loss plus ``lam * softplus(-D(x_hat))`` (the non-saturating GAN loss of the
-    reconstructions), the discriminator D updated inside each call, before the VAE's step, on real x against the
-    detached x_hat (logistic loss + R1 penalty ``r1 / 2 * ||grad_x D(x)||^2``, Adam 2e-3, betas (0, 0.99)).
+    """``base`` (the preset's loss, ``StyleVAELoss``) plus ``lam * softplus(-D(x_hat))`` (the non-saturating GAN loss
+    of the reconstructions), the discriminator D updated inside each call, before the VAE's step, on real x against
+    the detached x_hat (logistic loss + R1 penalty ``r1 / 2 * ||grad_x D(x)||^2``, Adam 2e-3, betas (0, 0.99)).
     ``lam`` is VQGAN's adaptive weight (Esser et al. 2021): ``weight * ||grad nll|| / ||grad adversarial||`` at the
     decoder's last layer (``synthesis.to_rgb``), so ``weight`` 1 gives the two terms equal gradients there. The
     term is off for the first ``start`` calls. For this benchmark only (D's state is not checkpointed)."""
 
-    def __init__(self, weight: float, size: int, *, start: int = 0, r1: float = 0.1, lr: float = 2e-3):
-        self.weight, self.start, self.r1 = weight, start, r1
+    def __init__(self, base, weight: float, size: int, *, start: int = 0, r1: float = 0.1, lr: float = 2e-3):
+        if getattr(base, "reconstruction", None) != "calibrated":
+            raise ValueError("AdversarialLoss balances its term against the calibrated pixel NLL: "
+                             "loss_kwargs.reconstruction must be 'calibrated'.")
+        self.base, self.weight, self.start, self.r1 = base, weight, start, r1
         torch.manual_seed(1234)
         self.discriminator = Discriminator(size)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.0, 0.99))
         self.calls = 0
 
     def __call__(self, model, batch, *, beta: float, epoch: int = 0) -> dict[str, torch.Tensor]:
-        import math
-
         import torch.nn.functional as F
 
-        from vae_lib.losses import kl_standard_normal
-
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x_hat, mu, logvar = model(x)
-        squared = (x_hat.float() - x.float()).pow(2).flatten(1)
-        mse = squared.sum(1).mean()
-        kl = kl_standard_normal(mu.float(), logvar.float()).sum(1).mean()
-        sigma = squared.detach().mean().sqrt().clamp(min=0.01)
-        nll = mse / (2 * sigma ** 2) + squared.shape[1] * (sigma.log() + 0.5 * math.log(2 * math.pi))
+        outputs = []        # the base loss's forward pass, x_hat kept for the adversarial term
+        hook = model.register_forward_hook(lambda module, args, output: outputs.append(output[0]))
+        try:
+            terms = self.base(model, batch, beta=beta, epoch=epoch)
+        finally:
+            hook.remove()
+        x, x_hat = (batch[0] if isinstance(batch, (tuple, list)) else batch), outputs[0]
         self.calls += 1
         zero = torch.zeros(())
         g_loss, lam, d_loss = zero, zero, zero
@@ -188,11 +189,11 @@ class AdversarialLoss:
             D.requires_grad_(False)
             g_loss = F.softplus(-D(x_hat)).mean()
             last = model.synthesis.to_rgb.weight
-            grad_nll, = torch.autograd.grad(nll, last, retain_graph=True)
+            grad_nll, = torch.autograd.grad(terms["nll"], last, retain_graph=True)
             grad_adv, = torch.autograd.grad(g_loss, last, retain_graph=True)
             lam = (grad_nll.norm() / (grad_adv.norm() + 1e-4)).clamp(0, 1e4).detach() * self.weight
-        return {"loss": nll + beta * kl + lam * g_loss, "mse": mse, "kl": kl, "nll": nll, "sigma": sigma,
-                "g_loss": g_loss.detach(), "d_loss": d_loss.detach(), "lam": lam}
+        return {**terms, "loss": terms["loss"] + lam * g_loss, "g_loss": g_loss.detach(), "d_loss": d_loss.detach(),
+                "lam": lam}
 
 
 def variant_config(name: str, mode: str, steps: int, common: dict | None = None):
@@ -223,46 +224,35 @@ def read_back_ratios(judge, images: torch.Tensor, held_out) -> dict[str, float]:
     return {f: round(r["ratio"], 3) for f, r in judge_read_back(judge, images, held_out).items() if f in READ_BACK}
 
 
-def factor_codes(factors: dict[str, torch.Tensor], z_dim: int) -> torch.Tensor:
-    """The true factors as a code (N, z_dim): one-hot bins of every factor, x 3 (about the norm of a
-    N(0, I) code of that size after PixelNorm), zero-padded."""
-    parts = [torch.nn.functional.one_hot(factors[name], bins).float() for name, bins in FACTOR_BINS.items()]
-    code = torch.cat(parts, 1) * 3.0
-    if code.shape[1] > z_dim:
-        raise ValueError(f"decoder mode needs z_dim >= {code.shape[1]} (one-hot factors), got {z_dim}")
-    return torch.cat([code, code.new_zeros(len(code), z_dim - code.shape[1])], 1)
+def transfer_of_codes(model, judge, z1: torch.Tensor, z2: torch.Tensor) -> dict:
+    """``metrics.factor_transfer`` of the pairs (z1[i], z2[i]) by ``judge``: the best crossover's share with all five
+    factors split as expected, the same without the stripes, and the stripes kept from source 2 by level, per k."""
+    from vae_lib.metrics import best_crossover, factor_transfer
 
+    n = len(z1)
+    table = factor_transfer(model, judge, n=n, codes=(z1, z2))
+    plain = factor_transfer(model, judge, n=n, codes=(z1, z2), fine=("object_hue",))
+    def best(t):        # a decoder that draws one picture for every code has no informative pair
+        if t[0]["pairs"] == 0:
+            return {"best_crossover": None, "as_expected_at_best": None, "pairs": 0}
+        k = best_crossover(t)
+        return {"best_crossover": k, "as_expected_at_best": round(t[k]["as_expected"], 4), "pairs": t[k]["pairs"]}
 
-def fit_alone(params: list, loss_of, config, steps: int, n_images: int) -> float:
-    """The few lines of loop of the ``decoder`` and ``encoder`` modes (the Trainer needs a whole VAE): ``steps``
-    AdamW steps (the config's lr, weight decay and clip, cosine decay to 0) on ``loss_of(batch indices)`` over
-    random batches of the config's size; returns the seconds taken."""
-    opt = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    generator = torch.Generator().manual_seed(config.train.seed)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = loss_of(torch.randint(0, n_images, (config.train.batch_size,), generator=generator))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
-        opt.step()
-        schedule.step()
-    return time.perf_counter() - start
+    return {**best(table), "without_stripes": best(plain),
+            "texture_from_source2_by_level": {
+                k: {level: [round(share, 4), row["informative_by_level"]["texture"][level]]
+                    for level, share in row["from_source2_by_level"]["texture"].items()} for k, row in table.items()}}
 
 
 def run_decoder(name: str, steps: int, n_test: int, common: dict | None, read_back: bool,
-                images_dir: Path | None) -> dict:
+                images_dir: Path | None, transfer: bool = False) -> dict:
     config = variant_config(name, "decoder", steps, common)
     seed_everything(config.train.seed)
     model = build_model(config)
     train = build_data(config, "train", verbose=False)
     test = build_data(apply_overrides(config, {"n_test": n_test}), "test", verbose=False)
-    train_codes, test_codes = factor_codes(train.factors, model.z_dim), factor_codes(test.factors, model.z_dim)
-    params = [p for n, p in model.named_parameters() if not n.startswith("encoder")]
-    model.train()
-    seconds = fit_alone(params, lambda batch: (model.decode(train_codes[batch]) - train.images[batch]).pow(2)
-                        .sum((1, 2, 3)).mean(), config, steps, len(train.images))
+    test_codes = factor_codes(test.factors, model.z_dim)
+    seconds = fit_decoder_to_factors(model, train.images, train.factors, config.train, steps, progress=False)
     with evaluation_mode(model):
         recon = model.decode(test_codes, noise_mode="const").float()
     floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, (-1.0, 1.0)).mean().item()
@@ -272,6 +262,14 @@ def run_decoder(name: str, steps: int, n_test: int, common: dict | None, read_ba
         point["read_back"] = read_back_ratios(evaluation_judge(config), recon, test)
     print(f"{name:>20} decoder step {steps:5d}  {seconds:7.1f} s  PSNR {point['psnr_db']:6.2f} dB"
           f"  (mean image {floor:.2f})" + (f"  read-back {point['read_back']}" if read_back else ""), flush=True)
+    if transfer:
+        # Style mixing of the true codes of test-image pairs, read by a judge of the run's own data.
+        own = train_or_load_judge(judge_settings("shapes", preset="quick", dataset_kwargs=dict(config.dataset_kwargs)),
+                                  verbose=False, progress=False)
+        half = len(test_codes) // 2
+        point["transfer"] = transfer_of_codes(model, own, test_codes[:half], test_codes[half:2 * half])
+        print(f"{name:>20} mixing: {json.dumps({k: v for k, v in point['transfer'].items() if 'level' not in k})}",
+              flush=True)
     if images_dir is not None:
         import torchvision.utils as vutils
 
@@ -300,7 +298,7 @@ def run_encoder(name: str, steps: int, n_test: int, common: dict | None) -> dict
         return sum(torch.nn.functional.cross_entropy(logits[:, a:b], train.factors[f][batch])
                    for f, (a, b) in bounds.items())
 
-    seconds = fit_alone(list(encoder.parameters()), loss_of, config, steps, len(train.images))
+    seconds = fit_steps(list(encoder.parameters()), loss_of, config.train, steps, len(train.images), progress=False)
     encoder.eval()
     with torch.no_grad():
         logits = torch.cat([encoder(x)[0] for x in test.images.split(128)])
@@ -335,7 +333,7 @@ def run(name: str, mode: str, steps: int, eval_every: int, n_test: int, common: 
         judge = evaluation_judge(config)
     floor = psnr(held_out.mean(0, keepdim=True).expand_as(held_out), held_out, (-1.0, 1.0)).mean().item()
     loss = build_loss(config) if adversarial is None else AdversarialLoss(
-        adversarial[0], config.model_kwargs["input_size"], start=adversarial[1])
+        build_loss(config), adversarial[0], config.model_kwargs["input_size"], start=adversarial[1])
     trainer = Trainer(model, loss, config.train, progress=False)
     ema = trainer.ema
     curve, seconds = [], 0.0
@@ -406,6 +404,10 @@ def main() -> None:
                              "(vae_lib.metrics.latent_probe): which factors the code holds")
     parser.add_argument("--ema", type=float, default=None, metavar="IMAGES",
                         help="also keep an EMA of the weights with this half-life (ramp-up 0.05) and score it")
+    parser.add_argument("--transfer", action="store_true",
+                        help="decoder mode: style mixing of the true codes of test pairs, read by a judge of the run's "
+                             "own data (trained if not cached): best-k split with and without the stripes, stripes "
+                             "by level")
     parser.add_argument("--adversarial", type=float, default=None, metavar="WEIGHT",
                         help="vae/ae modes: add AdversarialLoss's term with this adaptive weight")
     parser.add_argument("--adversarial-from", type=int, default=0, metavar="STEP",
@@ -419,7 +421,7 @@ def main() -> None:
                           "torch": torch.__version__}
     for name in args.variants:
         if args.mode == "decoder":
-            record = run_decoder(name, args.steps, args.n_test, common, args.read_back, args.images)
+            record = run_decoder(name, args.steps, args.n_test, common, args.read_back, args.images, args.transfer)
         elif args.mode == "encoder":
             record = run_encoder(name, args.steps, args.n_test, common)
         else:

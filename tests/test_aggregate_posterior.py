@@ -120,7 +120,7 @@ def test_factor_transfer_draws_its_codes_from_a_given_prior():
     assert table[0]["pairs"] == 0                   # every code is positive: the sources never differ
     table = metrics.factor_transfer(model, ZJudge(), n=200, crossovers=[0, 2], coarse=("shape",), fine=("object_hue",))
     assert table[2]["pairs"] > 50 and table[2]["from_source1"]["shape"] == 1.0
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="not two"):
         metrics.factor_transfer(model, ZJudge(), n=2, coarse=("shape",), fine=("object_hue",), prior=positive,
                                 sources=torch.zeros(4, 3, 4, 4))
 

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("vae_lib.models",),
     ("vae_lib.configs", "vae_lib.schedules", "vae_lib.losses", "vae_lib.perceptual"),
     ("vae_lib.train", "vae_lib.fastpaths", "vae_lib.distributed", "vae_lib.ema"),
-    ("vae_lib.experiments", "vae_lib.evaluate", "vae_lib.judges", "vae_lib.metrics"),
+    ("vae_lib.experiments", "vae_lib.evaluate", "vae_lib.judges", "vae_lib.metrics", "vae_lib.factor_decoder"),
     ("vae_lib.viz",),
     ("vae_lib.widgets", "vae_lib.exercises"),
     ("vae_lib.cli", "vae_lib.__main__", "vae_lib.classroom", "vae_lib.coursesite", "vae_lib"),

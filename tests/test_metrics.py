@@ -257,6 +257,20 @@ def test_factor_transfer_from_encoded_sources_uses_their_posterior_means():
         metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, sources=images[:n])
 
 
+def test_factor_transfer_of_given_codes_uses_them_as_they_are():
+    n = 150
+    gen = torch.Generator().manual_seed(4)
+    z1, z2 = torch.randn(n + 5, 9, generator=gen), torch.randn(n + 5, 9, generator=gen)
+    table = metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, codes=(z1, z2), crossovers=[0, 1, 3])
+    differ = (FactorModel().decode(z1[:n]) != FactorModel().decode(z2[:n])).view(n, -1).sum(0)
+    assert [table[1]["informative"][f] for f in FACTORS] == differ.tolist()
+    assert table[1]["as_expected"] == 1.0 and table[0]["as_expected"] == 0.0
+    with pytest.raises(ValueError, match="not two"):
+        metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, codes=(z1, z2), prior=object())
+    with pytest.raises(ValueError, match="n >= 150"):
+        metrics.factor_transfer(FactorModel(), FactorJudge(), n=n, codes=(z1[:10], z2[:10]))
+
+
 def test_factor_transfer_of_a_model_that_ignores_z_is_undefined():
     class Constant(FactorModel):
         def decode(self, z, y=None, *, noise_mode=None):

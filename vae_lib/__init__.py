@@ -8,8 +8,9 @@ reads every import and fails on one that points up)::
     widgets, exercises                   ipywidgets explorers; checks of the notebooks' exercises
     viz/                                 every figure (grids, curves, latents, style, features, scores, data)
     experiments, evaluate, judges,       train_or_load and the model/loss registry; likelihood measures (ELBO,
-      metrics                            IWAE, bits/dim, active units); judge classifiers; sample scores (FID,
-                                         conditional accuracy, factor transfer, mixing influence)
+      metrics, factor_decoder            IWAE, bits/dim, active units); judge classifiers; sample scores (FID,
+                                         conditional accuracy, factor transfer, mixing influence); the StyleGAN
+                                         decoder trained alone on true factors
     train, fastpaths, distributed, ema   one Trainer for every model; speed options; several processes; weight EMA
     configs, schedules, losses,          config dataclasses and presets; beta and lr schedules; likelihoods, KL,
       perceptual                         the model losses; perceptual distances (VGG19 ImageNet or random, the

@@ -208,13 +208,15 @@ def truncation_fids(model, judge: Judge, test_data: ImageData, psis=TRUNCATION_P
 def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed: int = 0,
                     coarse=TRANSFER_COARSE, fine=TRANSFER_FINE, sources: torch.Tensor | None = None,
                     noise_mode: str = "const", truncation_psi: float = 1.0,
-                    batch_size: int = PREDICT_BATCH, prior=None) -> dict[int, dict]:
+                    batch_size: int = PREDICT_BATCH, prior=None,
+                    codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[int, dict]:
     """Which factors does a style-mixed image take from each source? Measured by a factor judge.
 
     Two codes per pair: z1, z2 ~ N(0, I) (n each, seeded; with ``prior``, a fitted Gaussian such as
     :func:`vae_lib.models.sampling.aggregate_posterior`, codes of that instead), or, with ``sources`` (2n images
     (2n, 3, S, S) in the model's range, e.g. test shapes), the posterior means of the first n and
-    of the last n images. For every crossover k (default 0..L, L = ``model.num_style_layers``)
+    of the last n images; with ``codes``, a pair (z1, z2) of (n, z_dim) codes given as they are (e.g. the
+    true factors of a decoder trained on them). For every crossover k (default 0..L, L = ``model.num_style_layers``)
     the images ``model.mix(z1, z2, k)``: style layers [0, k) from z1 (source 1), the rest from z2
     (source 2). The judge reads every factor of source 1 (``decode(z1)``), source 2 and the mix,
     so that k = L (the mix is source 1) and k = 0 (source 2) agree with the sources exactly.
@@ -249,9 +251,16 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive whole number of pairs, got {n!r}.")
     device = model_device(model)
-    if sources is not None and prior is not None:
-        raise ValueError("Give sources (images to encode) or prior (a Gaussian to draw codes from), not both.")
-    if sources is not None:
+    if sum(option is not None for option in (sources, prior, codes)) > 1:
+        raise ValueError("Give one of sources (images to encode), prior (a Gaussian to draw codes from) and codes "
+                         "(the codes themselves), not two.")
+    if codes is not None:
+        z1, z2 = (c.detach().cpu() for c in codes)
+        if z1.ndim != 2 or z1.shape != z2.shape or len(z1) < n:
+            raise ValueError(f"codes must be two tensors of shape (n, z_dim) with n >= {n}, got "
+                             f"{tuple(z1.shape)} and {tuple(z2.shape)}.")
+        z1, z2 = z1[:n], z2[:n]
+    elif sources is not None:
         if len(sources) < 2 * n:
             raise ValueError(f"sources must hold 2 n = {2 * n} images (two per pair), got {len(sources)}.")
         with evaluation_mode(model), torch.no_grad():

@@ -22,7 +22,7 @@ _OPTIONS = {
     "mnist": set(),
     "fashion-mnist": set(),
     "synthetic-digits": {"seed"},
-    "shapes": {"seed", "size", "fixed_factors"},
+    "shapes": {"seed", "size", "fixed_factors", "stripes"},
     "image-folder": {"size"},
     "auto-digits": {"seed"},
 }
@@ -40,7 +40,8 @@ def load_dataset(name: str, split: str = "train", root=None, *, n: int | None = 
             ``"synthetic-digits"``: procedural MNIST look-alike, 60k/10k, (N,1,28,28) in [0,1]; ``seed=0``.
             ``"shapes"``: procedural RGB scenes with factors, (N,3,S,S) in [-1,1];
             ``size`` in (32, 64, 128), default 64; 20k/2k samples; ``seed=0``; ``fixed_factors``
-            (e.g. ``{"rotation": 4}``: upright shapes) holds factors at one bin.
+            (e.g. ``{"rotation": 4}``: upright shapes) holds factors at one bin; ``stripes="image"``
+            draws the stripes in the image's frame instead of the object's.
             ``"image-folder"``: the images in ``root`` (or ``root/<split>/``), centre-cropped and
             resized to ``size`` (default 64), (N,3,S,S) in [-1,1]; labels are zeros.
             ``"auto-digits"``: mnist if it is here (or downloads quickly), else fashion-mnist,
@@ -144,7 +145,7 @@ def _synthetic_digits(split, root, n, download, verbose, *, seed: int = 0) -> Im
 
 
 def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = shapes.DEFAULT_SIZE,
-            fixed_factors: dict[str, int] | None = None) -> ImageData:
+            fixed_factors: dict[str, int] | None = None, stripes: str = "object") -> ImageData:
     shapes.check_size(size)
     count = shapes.DEFAULT_COUNTS[split] if n is None else n
     if split == "train" and count > shapes.TEST_OFFSET:
@@ -152,7 +153,7 @@ def _shapes(split, root, n, download, verbose, *, seed: int = 0, size: int = sha
                          f"(from {shapes.TEST_OFFSET:,}); ask for at most {shapes.TEST_OFFSET:,}")
     check_fits_in_memory("shapes", count, (3, size, size))
     images, labels, factors, source, reason = shapes.load_shapes(split, size=size, n=n, seed=seed, progress=verbose,
-                                                                fixed_factors=fixed_factors)
+                                                                fixed_factors=fixed_factors, stripes=stripes)
     return ImageData(images=images, labels=labels, factors=factors, name="shapes", source=source, reason=reason,
                      value_range=(-1.0, 1.0), class_names=list(shapes.SHAPE_NAMES), split=split)
 

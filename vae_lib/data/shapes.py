@@ -17,6 +17,10 @@ texture         4     stripes across the object: none, 4, 7, 10 cycles per image
 light           4     light from the left, top, right, bottom (a brightness ramp)
 ==============  ====  ==============================================================
 
+``stripes="image"`` draws the stripes in the image's frame (vertical bands fixed on the image, seen through the
+object) instead of the object's (bands through its centre, turned with it: the default): an option for asking
+which style layers draw a texture that does not move with the object (``benchmarks/README.md``).
+
 ``fixed_factors`` holds some factors at one bin for every sample, e.g. ``UPRIGHT = {"rotation": 4}``
 (0 degrees): an easier data set, for experiments. A small style decoder trained for minutes learns to
 draw 5 upright shapes but not 5 shapes at 8 angles (``benchmarks/stylevae_learning.py``, mode
@@ -56,6 +60,7 @@ DEFAULT_COUNTS = {"train": 20_000, "test": 2_000}
 TEST_OFFSET = 10_000_000
 TEXTURE_CYCLES = (0.0, 4.0, 7.0, 10.0)   # stripes across the object per image width, by texture level
 TEXTURE_NAMES = {level: f"{cycles:g} cycles" if cycles else "no stripes" for level, cycles in enumerate(TEXTURE_CYCLES)}
+STRIPE_FRAMES = ("object", "image")
 _CHUNK_PIXELS = 512 * 64 * 64      # pixels per vectorised chunk: keeps each temporary tensor cache-sized
 
 
@@ -81,10 +86,17 @@ def check_fixed_factors(fixed_factors) -> dict[str, int]:
     return out
 
 
-def describe_fixed(fixed_factors) -> str:
-    """'' or e.g. ', rotation fixed at bin 4' for a dataset's source line."""
+def describe_fixed(fixed_factors, stripes: str = "object") -> str:
+    """'' or e.g. ', rotation fixed at bin 4' (and ', stripes in the image frame') for a dataset's source line."""
     fixed = check_fixed_factors(fixed_factors)
-    return "".join(f", {name} fixed at bin {value}" for name, value in fixed.items())
+    return ("".join(f", {name} fixed at bin {value}" for name, value in fixed.items())
+            + (", stripes in the image frame" if check_stripes(stripes) == "image" else ""))
+
+
+def check_stripes(stripes: str) -> str:
+    if stripes not in STRIPE_FRAMES:
+        raise ValueError(f"shapes: stripes must be one of {STRIPE_FRAMES} (the frame they are drawn in), got {stripes!r}")
+    return stripes
 
 
 def check_size(size: int) -> int:
@@ -106,23 +118,27 @@ def sample_factors(indices, seed: int = 0, fixed_factors: dict[str, int] | None 
 
 
 def render_shapes(indices, seed: int = 0, size: int = DEFAULT_SIZE,
-                  fixed_factors: dict[str, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                  fixed_factors: dict[str, int] | None = None, stripes: str = "object",
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Render the given sample indices.
 
     Returns images (N, 3, size, size) float32 in [-1, 1], labels (N,) int64 (= factors["shape"]),
     and factors: name -> (N,) int64 bins (see the module docstring).
     """
     factors = sample_factors(indices, seed, fixed_factors)
-    return render_from_factors(factors, size), factors["shape"].clone(), factors
+    return render_from_factors(factors, size, stripes), factors["shape"].clone(), factors
 
 
-def render_from_factors(factors: dict[str, torch.Tensor], size: int = DEFAULT_SIZE) -> torch.Tensor:
+def render_from_factors(factors: dict[str, torch.Tensor], size: int = DEFAULT_SIZE, stripes: str = "object") -> torch.Tensor:
     """Draw the scenes that the given factor bins describe: (N, 3, size, size) in [-1, 1].
+
+    ``stripes``: the frame of the stripes, ``"object"`` (default) or ``"image"`` (see the module docstring).
 
     ``factors`` needs every name of :data:`FACTOR_BINS`, each an (N,) integer tensor of bins;
     change one factor and keep the rest to see what that factor does.
     """
     check_size(size)
+    check_stripes(stripes)
     missing = set(FACTOR_BINS) - set(factors)
     if missing:
         raise ValueError(f"render_from_factors: missing factors {sorted(missing)}")
@@ -139,11 +155,11 @@ def render_from_factors(factors: dict[str, torch.Tensor], size: int = DEFAULT_SI
     with one_thread():
         for start in range(0, n, step):
             chunk = {name: f[start:start + step] for name, f in factors.items()}
-            images[start:start + step] = _render(chunk, size)
+            images[start:start + step] = _render(chunk, size, stripes)
     return images
 
 
-def _render(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+def _render(f: dict[str, torch.Tensor], size: int, stripes: str = "object") -> torch.Tensor:
     n = f["shape"].numel()
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) * (2 / size) - 1
     py, px = torch.meshgrid(coords, coords, indexing="ij")                   # (S,S), y down
@@ -167,7 +183,10 @@ def _render(f: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     coverage = (0.5 - distance * radius / pixel).clamp(0, 1).unsqueeze(1)  # anti-aliased edge
 
     cycles = torch.tensor(TEXTURE_CYCLES)[f["texture"]].view(n, 1, 1)
-    stripes = 1 - 0.45 * (cycles > 0) * (0.5 + 0.5 * torch.cos(math.pi * cycles * qx * radius))
+    # Object frame: a bright band through the centre, turned with the object; image frame: vertical bands fixed on
+    # the image (the same cycles per image width).
+    across = qx * radius if stripes == "object" else px
+    stripes = 1 - 0.45 * (cycles > 0) * (0.5 + 0.5 * torch.cos(math.pi * cycles * across))
     light_angle = column(f["light"] * (math.pi / 2))                          # 0: from the left
     light = 1 + 0.3 * (-px * light_angle.cos() - py * light_angle.sin())
 
@@ -228,14 +247,16 @@ def _sdf_heart(x, y, size=1.3):
 
 
 def load_shapes(split: str, *, size: int = DEFAULT_SIZE, n: int | None = None, seed: int = 0,
-                progress: bool = True, fixed_factors: dict[str, int] | None = None,
+                progress: bool = True, fixed_factors: dict[str, int] | None = None, stripes: str = "object",
                 ) -> tuple[torch.Tensor, torch.Tensor, dict, str, str]:
     """``(images (N,3,size,size) in [-1,1], labels (N,), factors, source, reason)`` for a split.
 
     ``n`` defaults to ``DEFAULT_COUNTS[split]``. Rendering is fast enough (seconds) that nothing is cached.
-    ``fixed_factors``: factors held at one bin (name -> bin), e.g. ``UPRIGHT``.
+    ``fixed_factors``: factors held at one bin (name -> bin), e.g. ``UPRIGHT``. ``stripes``: their frame,
+    ``"object"`` or ``"image"``.
     """
     check_size(size)
+    check_stripes(stripes)
     count = DEFAULT_COUNTS[split] if n is None else n
     offset = TEST_OFFSET if split == "test" else 0
     factors = sample_factors(torch.arange(offset, offset + count), seed, fixed_factors)
@@ -245,6 +266,7 @@ def load_shapes(split: str, *, size: int = DEFAULT_SIZE, n: int | None = None, s
     for start in tqdm(starts, desc=f"rendering shapes {size}px", unit="chunk",
                       disable=not progress or len(starts) < 3):
         chunk = {name: f[start:start + step] for name, f in factors.items()}
-        images[start:start + step] = render_from_factors(chunk, size)
-    return (images, factors["shape"].clone(), factors, f"procedural (seed {seed}, {size} px{describe_fixed(fixed_factors)})",
+        images[start:start + step] = render_from_factors(chunk, size, stripes)
+    return (images, factors["shape"].clone(), factors,
+            f"procedural (seed {seed}, {size} px{describe_fixed(fixed_factors, stripes)})",
             "drawn on the fly from signed distance functions")
