@@ -30,6 +30,17 @@ def real_judge(cache):
     return judges.train_or_load_judge(judges.JudgeSettings(**TINY), cache_dir=cache, progress=False, verbose=False)
 
 
+def test_the_same_settings_train_the_same_judge_whatever_ran_before(tmp_path):
+    small = judges.JudgeSettings(**{**TINY, "n_train": 128, "epochs": 1})
+    trained = []
+    for before in (0, 1):
+        torch.manual_seed(before)          # another state of the global generator, as other cells would leave it
+        torch.randn(before * 7 + 3)
+        judge = judges.train_or_load_judge(small, cache_dir=tmp_path / str(before), progress=False, verbose=False)
+        trained.append(judge.state_dict())
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+
+
 def test_real_labels_score_high_and_shuffled_labels_score_chance(real_judge, cache):
     shuffled = judges.train_or_load_judge(judges.JudgeSettings(**TINY, shuffle_labels=True), cache_dir=cache,
                                           progress=False, verbose=False)

@@ -211,6 +211,9 @@ def train_or_load_judge(settings: JudgeSettings | str, *, cache_dir: str | Path 
     if settings.shuffle_labels:
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed + 1))
         targets = {name: values[order] for name, values in targets.items()}
+    # The initial weights come from the seed too, not from whatever ran before in this process: the same
+    # settings train the same judge in a notebook, a benchmark or a test.
+    seed_everything(settings.seed)
     judge = judge_for(train, width=settings.width, hidden=settings.hidden).to(device)
     losses = fit_judge(judge, train.images, targets, epochs=settings.epochs, batch_size=settings.batch_size,
                        lr=settings.lr, weight_decay=settings.weight_decay, seed=settings.seed, progress=progress)
