@@ -185,14 +185,14 @@ def _render(f: dict[str, torch.Tensor], size: int, stripes: str = "object") -> t
     cycles = torch.tensor(TEXTURE_CYCLES)[f["texture"]].view(n, 1, 1)
     # Object frame: a bright band through the centre, turned with the object; image frame: vertical bands fixed on
     # the image (the same cycles per image width).
-    across = qx * radius if stripes == "object" else px
-    stripes = 1 - 0.45 * (cycles > 0) * (0.5 + 0.5 * torch.cos(math.pi * cycles * across))
+    phase = math.pi * cycles * qx * radius if stripes == "object" else math.pi * cycles * px
+    banding = 1 - 0.45 * (cycles > 0) * (0.5 + 0.5 * torch.cos(phase))
     light_angle = column(f["light"] * (math.pi / 2))                          # 0: from the left
     light = 1 + 0.3 * (-px * light_angle.cos() - py * light_angle.sin())
 
     obj = _hsv_to_rgb(f["object_hue"] / 8, saturation=0.85, value=0.95).view(n, 3, 1, 1)
     back = _hsv_to_rgb(f["background_hue"] / 8, saturation=0.6, value=0.45).view(n, 3, 1, 1)
-    rgb = (back + coverage * (obj * stripes.unsqueeze(1) - back)) * light.unsqueeze(1)
+    rgb = (back + coverage * (obj * banding.unsqueeze(1) - back)) * light.unsqueeze(1)
     return rgb.clamp(0, 1) * 2 - 1
 
 
