@@ -61,7 +61,7 @@ def test_constructor_defaults_follow_the_card_and_the_interface():
                             max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
                             w_avg_beta=0.995, skip_rgb=False, input_mode="const", equalized_lr=False,
                             mapping_lr_mul=1.0, encoder_pool="average", mapping_gain=0.5,
-                            channel_base=32768)
+                            channel_base=32768, per_layer_codes=False)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
 
 
@@ -377,3 +377,34 @@ def test_mapping_gain_sets_the_scale_of_w_at_initialisation():
             rms[gain] = model.mapping(z).pow(2).mean().sqrt().item()
     assert rms[0.5] < 1e-3                                 # the card's init: w is nearly constant
     assert 0.3 < rms[MAPPING_GAIN_PRESERVING] < 3.0        # scale kept through 8 layers
+
+
+def test_per_layer_codes_give_each_style_layer_its_own_chunk_of_z():
+    torch.manual_seed(0)
+    model = ConvolutionalVAE(**SMALL, per_layer_codes=True)
+    randomise_styles(model)
+    L = model.num_style_layers
+    chunk = SMALL["z_dim"] // L
+    # The one mapping network reads a chunk: its first Linear is z_dim / L wide, not z_dim.
+    plain = ConvolutionalVAE(**SMALL)
+    width = plain.mapping.net[1].weight.shape[0]
+    assert n_params(plain.mapping) - n_params(model.mapping) == (SMALL["z_dim"] - chunk) * width
+    z1, z2 = torch.randn(3, SMALL["z_dim"]), torch.randn(3, SMALL["z_dim"])
+    with torch.no_grad():
+        ws = model.styles(z1)
+        assert ws.shape == (3, L, model.w_dim)
+        for layer in (0, L - 1):
+            torch.testing.assert_close(ws[:, layer], model.mapping(z1[:, layer * chunk:(layer + 1) * chunk]))
+        # Changing layer 2's chunk changes layer 2's w and no other.
+        changed = z1.clone()
+        changed[:, 2 * chunk:3 * chunk] += 1.0
+        moved = (model.styles(changed) - ws).abs().amax(dim=(0, 2))
+        assert moved[2] > 0 and moved[torch.arange(L) != 2].eq(0).all()
+        # Style mixing at crossover k is decoding z1's first k chunks with z2's others.
+        k = 3
+        spliced = torch.cat([z1[:, :k * chunk], z2[:, k * chunk:]], dim=1)
+        torch.testing.assert_close(model.mix(z1, z2, k, noise_mode="const"), model.decode(spliced, noise_mode="const"))
+    recon, mu, logvar = model(images(2))
+    assert recon.shape == (2, 3, 32, 32) and mu.shape == logvar.shape == (2, SMALL["z_dim"])
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ConvolutionalVAE(**{**SMALL, "z_dim": 36}, per_layer_codes=True)

@@ -170,6 +170,15 @@ class ConvolutionalVAE(nn.Module):
             (``vae_lib.nn.style.equalize_learning_rate``); the same initial network.
         mapping_lr_mul: the mapping network's learning-rate multiplier (StyleGAN: 0.01); needs
             ``equalized_lr``.
+        per_layer_codes: one code per style layer, as pSp's W+ (Richardson et al. 2021) and the
+            per-scale codes of hierarchical VAEs: z (B, z_dim) is read as L chunks of z_dim / L
+            (z_dim must be a multiple of L), and layer l's w is ``mapping(chunk l)`` (one mapping
+            network, shared by the chunks, whose input is z_dim / L wide). The shapes of z, mu and
+            logvar, the KL and the N(0, I) prior are unchanged. Why: with one w in every layer,
+            nothing in the ELBO says which layer should read which factor, and a reference run
+            mixes its stripes with its outline. With a code per layer, a factor carried by two
+            chunks pays its KL twice, so each factor tends to live in the chunk of the layers that
+            draw it, and style mixing (which swaps chunks) swaps factors.
 
     Style mixing in training (``use_style_mixing=True`` and ``model.training``): with probability
     ``mixing_prob`` per batch, a crossover k is drawn uniformly in [1, L-1] and the layers from k on
@@ -193,7 +202,7 @@ class ConvolutionalVAE(nn.Module):
                  mixing_prob: float = 0.9, noise_mode: str = "random", logvar_clamp: float | None = 10.0,
                  w_avg_beta: float = 0.995, skip_rgb: bool = False, input_mode: str = "const",
                  equalized_lr: bool = False, mapping_lr_mul: float = 1.0, encoder_pool: str = "average",
-                 mapping_gain: float = 0.5, channel_base: int = 32768):
+                 mapping_gain: float = 0.5, channel_base: int = 32768, per_layer_codes: bool = False):
         super().__init__()
         for name, value in (("z_dim", z_dim), ("max_channels", max_channels), ("mapping_layers", mapping_layers),
                             ("channel_base", channel_base)):
@@ -212,12 +221,18 @@ class ConvolutionalVAE(nn.Module):
         self.logvar_clamp = logvar_clamp
         self.data_range = DATA_RANGE
 
+        self.per_layer_codes = bool(per_layer_codes)
+
         self.encoder = StrongerEncoder(z_dim, input_size, max_channels=max_channels, pool=encoder_pool)
-        self.mapping = MappingNetwork(z_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
-                                      init_gain=mapping_gain)
         self.synthesis = Synthesis(self.w_dim, input_size, max_channels=max_channels, channel_base=channel_base,
                                    noise_mode=noise_mode, skip_rgb=skip_rgb, input_mode=input_mode)
         self.num_style_layers = self.synthesis.num_layers
+        if self.per_layer_codes and z_dim % self.num_style_layers:
+            raise ValueError(f"per_layer_codes splits z into {self.num_style_layers} chunks, one per style layer: "
+                             f"z_dim must be a multiple of {self.num_style_layers}, got {z_dim}.")
+        code_dim = z_dim // self.num_style_layers if self.per_layer_codes else z_dim
+        self.mapping = MappingNetwork(code_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
+                                      init_gain=mapping_gain)
         if equalized_lr:
             equalize_learning_rate(self.encoder)
             equalize_learning_rate(self.mapping, mapping_lr_mul)
@@ -253,17 +268,26 @@ class ConvolutionalVAE(nn.Module):
         ``noise_mode`` overrides the noise injections' default for this call.
         """
         self._check_no_labels(y)
-        return self.synthesis(self.mapping(self._check_z(z), truncation_psi=truncation_psi), noise_mode)
+        return self.synthesis(self.styles(self._check_z(z), truncation_psi=truncation_psi), noise_mode)
+
+    def styles(self, z: torch.Tensor, *, truncation_psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
+        """z (B, z_dim) -> ws (B, L, w_dim), the w that each style layer reads.
+
+        One code: ``mapping(z)`` in every layer. ``per_layer_codes``: layer l reads ``mapping(chunk l)``.
+        """
+        if not self.per_layer_codes:
+            return self.synthesis.per_layer(self.mapping(z, truncation_psi=truncation_psi, update_w_avg=update_w_avg))
+        chunks = z.reshape(z.shape[0] * self.num_style_layers, -1)
+        w = self.mapping(chunks, truncation_psi=truncation_psi, update_w_avg=update_w_avg)
+        return w.view(z.shape[0], self.num_style_layers, self.w_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 3, S, S) in [-1, 1] -> (recon_x (B, 3, S, S) in (-1, 1), mu (B, z_dim), logvar (B, z_dim))."""
         mu, logvar = self.encode(x)
-        w = self.mapping(self.reparameterize(mu, logvar), update_w_avg=self.training)
-        ws = self.synthesis.per_layer(w)
+        ws = self.styles(self.reparameterize(mu, logvar), update_w_avg=self.training)
         if self.use_style_mixing and self.training and torch.rand(()) < self.mixing_prob:
             crossover = int(torch.randint(1, self.num_style_layers, ()))
-            w2 = self.mapping(self.reparameterize(mu, logvar))
-            ws = mix_styles(ws, self.synthesis.per_layer(w2), crossover)
+            ws = mix_styles(ws, self.styles(self.reparameterize(mu, logvar)), crossover)
         return self.synthesis(ws), mu, logvar
 
     @torch.no_grad()
@@ -294,8 +318,8 @@ class ConvolutionalVAE(nn.Module):
         set almost everything; crossover = L gives decode(z1), 0 gives decode(z2).
         """
         crossover = check_int("crossover", crossover, minimum=0, maximum=self.num_style_layers)
-        ws1 = self.synthesis.per_layer(self.mapping(self._check_z(z1, "z1"), truncation_psi=truncation_psi))
-        ws2 = self.synthesis.per_layer(self.mapping(self._check_z(z2, "z2"), truncation_psi=truncation_psi))
+        ws1 = self.styles(self._check_z(z1, "z1"), truncation_psi=truncation_psi)
+        ws2 = self.styles(self._check_z(z2, "z2"), truncation_psi=truncation_psi)
         return self.synthesis(mix_styles(ws1, ws2, crossover), noise_mode)
 
     # ---- internals -------------------------------------------------------------------------------

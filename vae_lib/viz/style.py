@@ -163,12 +163,12 @@ def synthesis_ladder(block_outputs: list[torch.Tensor], image: torch.Tensor, *, 
 def layer_swap_grid(model, z: torch.Tensor, z_other: torch.Tensor, *, noise_mode: str = "const",
                     value_range=None, dpi: int = DPI) -> Figure:
     """What each resolution's styles control: row "z" decodes z; the row of resolution r replaces the
-    two codes of that block by w_other = mapping(z_other); the last row decodes z_other. z, z_other (N, z_dim)."""
+    two codes of that block by z_other's (``model.styles``); the last row decodes z_other. z, z_other (N, z_dim)."""
     synthesis = model.synthesis
     device = model_device(model)
     with evaluation_mode(model):
-        ws = synthesis.per_layer(model.mapping(z.to(device)))
-        ws_other = synthesis.per_layer(model.mapping(z_other.to(device)))
+        ws = model.styles(z.to(device))
+        ws_other = model.styles(z_other.to(device))
         rows, labels = [synthesis(ws, noise_mode)], ["z"]
         for i, res in enumerate(synthesis.resolutions):
             # layers [2i, 2i+2) from ws_other: two crossovers
