@@ -289,3 +289,38 @@ def test_evaluate_prints_its_numbers_before_it_writes_them(run, tmp_path, capsys
     captured = capsys.readouterr()
     assert "neg_elbo=" in captured.out
     assert captured.err.count("\n") == 1 and f"No space left on device: {out / 'metrics.json'}" in captured.err
+
+
+def test_export_writes_the_averaged_weights_config_and_history_and_cannot_be_resumed(tmp_path):
+    from vae_lib.ema import ema_model_state
+    from vae_lib.experiments import load_trained
+
+    run_dir, published = tmp_path / "run", tmp_path / "published"
+    args = [*TINY, "--set", "train.ema_half_life_images=8", "--set", "train.keep_checkpoints=[]"]
+    assert main(["train", *args, "--out", str(run_dir)]) == 0
+    assert main(["export", "--out", str(run_dir), "--to", str(published), "--quiet"]) == 0
+    full = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    slim = torch.load(published / "checkpoint.pt", weights_only=True)
+    assert set(slim) == {"model", "step", "epoch", "config", "history", "exported"}
+    assert (slim["step"], slim["epoch"], slim["history"]) == (full["step"], full["epoch"], full["history"])
+    averaged = ema_model_state(full["ema"])
+    assert set(slim["model"]) == set(averaged)
+    assert all(torch.equal(slim["model"][k], averaged[k]) for k in averaged)
+    assert not all(torch.equal(full["model"][k], averaged[k]) for k in averaged)   # the EMA, not the last weights
+    assert (published / "checkpoint.pt").stat().st_size < (run_dir / "checkpoint.pt").stat().st_size / 2
+    assert (published / "config.json").read_text() == (run_dir / "config.json").read_text()
+    # Both folders load as the same averaged model.
+    _, model_a, history = load_trained(run_dir, "cpu")
+    _, model_b, _ = load_trained(published, "cpu")
+    z = torch.randn(3, model_a.z_dim, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(3)
+    torch.testing.assert_close(model_a.decode(z, y), model_b.decode(z, y))
+    assert history == full["history"]
+    # Training into the published folder is refused, naming it; exporting onto the run itself too.
+    assert main(["train", *args, "--epochs", "3", "--out", str(published)]) == 1
+    assert main(["export", "--out", str(run_dir), "--to", str(run_dir)]) == 1
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path, capsys):
+    assert main(["export", "--out", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 1
+    assert "no run in" in capsys.readouterr().err

@@ -17,12 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_the_documented_command_builds_the_reference_config_into_the_reference_folder():
-    words = shlex.split(REFERENCE_COMMAND)
-    assert words[:4] == ["python", "-m", "vae_lib", "train"]
-    args = build_parser().parse_args(words[3:])
+    train, export = (shlex.split(part) for part in REFERENCE_COMMAND.split(" && "))
+    assert train[:4] == ["python", "-m", "vae_lib", "train"] and export[:4] == ["python", "-m", "vae_lib", "export"]
+    args = build_parser().parse_args(train[3:])
     config = apply_overrides(get_config(args.config), train_config_overrides(args))
     assert config.run_name() == stylevae_reference_config().run_name()
-    assert (REPO / args.out).resolve() == REFERENCE_RUN_DIR
+    exported = build_parser().parse_args(export[3:])
+    assert exported.out == args.out and (REPO / exported.to).resolve() == REFERENCE_RUN_DIR
     reference = stylevae_reference_config()
     assert reference.name == "stylevae-reference" and reference.train.epochs == REFERENCE_EPOCHS
     assert reference.dataset_kwargs["fixed_factors"] == {"rotation": 4}
@@ -34,6 +35,7 @@ def test_the_committed_run_is_that_config_finished_small_and_better_than_the_mea
     saved = ExperimentConfig.read(REFERENCE_RUN_DIR / CONFIG_NAME)
     assert saved.run_name() == stylevae_reference_config().run_name()
     assert (REFERENCE_RUN_DIR / CHECKPOINT_NAME).stat().st_size <= 10 * 2 ** 20
+    assert (REFERENCE_RUN_DIR / CHECKPOINT_NAME).stat().st_size <= 5 * 2 ** 20     # exported: no optimiser state
     config, model, history = load_trained(REFERENCE_RUN_DIR, "cpu")
     assert len(history["epochs"]) == REFERENCE_EPOCHS
     test = build_data(apply_overrides(config, {"n_test": 64}), "test", verbose=False)

@@ -1,4 +1,4 @@
-"""The command line: ``python -m vae_lib`` (or ``vae-lib``) with five commands.
+"""The command line: ``python -m vae_lib`` (or ``vae-lib``) with six commands.
 
     python -m vae_lib train --config cvae-quick --dataset fashion-mnist --epochs 10 --out runs/x
     python -m vae_lib train --config cvae-quick --dataset fashion-mnist --epochs 10 --out runs/x   # resumes
@@ -6,6 +6,7 @@
     python -m vae_lib sample --out runs/x            # runs/x/samples.png
     python -m vae_lib sample --out runs/x --prior fitted   # from a Gaussian fitted to the training codes
     python -m vae_lib reconstruct --out runs/x       # runs/x/reconstructions.png
+    python -m vae_lib export --out runs/x --to reference/x   # weights, config and history only: to publish
     python -m vae_lib configs [NAME]                 # the presets, or one of them as JSON
     torchrun --nproc_per_node=4 -m vae_lib train --config cvae-full --out runs/y   # DDP
 
@@ -304,6 +305,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A run folder's config, data record and weights (the EMA if kept) into ``--to``: a few MB to commit
+    or share; ``load_trained`` and every command but ``train`` read it; it cannot be resumed."""
+    from vae_lib.experiments import DATA_NAME
+    from vae_lib.train import export_state, read_checkpoint
+
+    source = check_run_folder(args.out, must_exist=True)
+    target = Path(args.to)
+    if target.resolve() == source.resolve():
+        raise ValueError(f"--to {target} is the run folder itself: export into another folder (the run's "
+                         "checkpoint keeps what resuming needs)")
+    run_config(source)
+    state = export_state(read_checkpoint(source / CHECKPOINT_NAME))
+    check_writable(target / CHECKPOINT_NAME)
+    atomic_write(target / CHECKPOINT_NAME, lambda tmp: torch.save(state, tmp))
+    for name in (CONFIG_NAME, DATA_NAME):
+        if (source / name).exists():
+            text = (source / name).read_text()
+            atomic_write(target / name, lambda tmp, text=text: tmp.write_text(text))
+    if not args.quiet:
+        size = (target / CHECKPOINT_NAME).stat().st_size / 2 ** 20
+        print(f"exported {source} ({state['epoch']} epochs, {state['step']} steps) to {target}: "
+              f"{CHECKPOINT_NAME} {size:.1f} MB")
+    return 0
+
+
 def cmd_configs(args) -> int:
     if args.name is None:
         for name in PRESETS:
@@ -411,6 +438,17 @@ def build_parser() -> OneLineParser:
     evaluate.add_argument("--batch-size", type=_positive_int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    export = commands.add_parser("export", help="a run's weights, config and history into another folder",
+                                 description="Copy a run's config.json and data.json into --to, with a "
+                                             "checkpoint.pt of the weights to evaluate (the EMA when kept), the "
+                                             "history, step and epoch: without the optimiser and RNG states, a "
+                                             "third of the size. Every command but train reads it; train cannot "
+                                             "resume it.")
+    export.add_argument("--out", required=True, metavar="DIR", help="the run directory (what train --out made)")
+    export.add_argument("--to", required=True, metavar="DIR", help="the folder to write (created)")
+    export.add_argument("--quiet", action="store_true", help="no message")
+    export.set_defaults(func=cmd_export)
 
     configs = commands.add_parser("configs", help="list the presets, or print one as JSON",
                                   description="Without NAME: the presets. With NAME: its JSON (after --set).")

@@ -581,13 +581,15 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
 
 # The longer run shown beside the quick one in notebook 06 (issue 11): the quick preset's model and loss on
 # upright shapes, trained 32 epochs (20,000 steps, about an hour on 2 CPU cores) instead of 6. Its checkpoint is
-# committed (experiments.REFERENCE_RUN_DIR); this command, from the repository's root, retrains it
+# committed (experiments.REFERENCE_RUN_DIR) as `export` writes it (weights, config, history; no optimiser
+# state); this command, from the repository's root, retrains it into runs/ and exports it
 # (tests/test_reference_run.py checks that it builds stylevae_reference_config()).
 REFERENCE_EPOCHS = 32
 REFERENCE_COMMAND = (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} "
                      "--set name=stylevae-reference "
                      "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
-                     "--out reference/stylevae-reference")
+                     "--out runs/stylevae-reference && "
+                     "python -m vae_lib export --out runs/stylevae-reference --to reference/stylevae-reference")
 
 
 def stylevae_reference_config() -> ExperimentConfig:

@@ -37,7 +37,7 @@ REGISTRY = {"cvae": (CVAE, CVAELoss),
             "stylegan-vae": (ConvolutionalVAE, StyleVAELoss)}
 CONFIG_NAME = "config.json"
 DATA_NAME = "data.json"
-# The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 8.8 MB), in the
+# The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 4.2 MB, exported: weights and history), in the
 # repository next to the package, as the course is run from a checkout.
 REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / "stylevae-reference"
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.

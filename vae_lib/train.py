@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 
 from vae_lib.configs import TrainConfig
 from vae_lib.distributed import all_reduce_mean, all_reduce_sum, rank_and_world_size, shard
-from vae_lib.ema import WeightEMA
+from vae_lib.ema import WeightEMA, ema_model_state
 from vae_lib.fastpaths import (autocast, grad_scaler, resolve_autocast, resolve_channels_last, set_num_threads,
                                to_channels_last)
 from vae_lib.runlock import remove_stale_temp_files, run_lock
@@ -140,6 +140,24 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a vae_lib checkpoint (no 'model' entry)")
     return state
+
+
+# The entries of an exported checkpoint (``export_state``): what evaluation and plots need.
+EXPORTED_KEYS = ("model", "step", "epoch", "config", "history")
+
+
+def export_state(state: dict) -> dict:
+    """A checkpoint to publish, not to resume: the weights to evaluate (the EMA when the run kept one,
+    else the trained weights) under ``"model"``, with the config, the history and the step and epoch;
+    no optimiser moments, schedule, loader position or RNG states (for Adam, the moments alone are
+    twice the weights). ``experiments.load_trained`` loads it; ``Trainer.load_checkpoint`` refuses it."""
+    missing = [key for key in EXPORTED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"not a finished vae_lib checkpoint: no {', '.join(missing)}")
+    exported = {key: state[key] for key in EXPORTED_KEYS}
+    if state.get("ema"):
+        exported["model"] = ema_model_state(state["ema"])
+    return {**exported, "exported": True}
 
 
 def _capture_rng() -> dict:
@@ -656,6 +674,9 @@ class Trainer:
             raise ValueError("load_checkpoint needs a path or a Trainer with run_dir")
         remove_stale_temp_files(path.parent)
         state = read_checkpoint(path)
+        if state.get("exported"):
+            raise CheckpointError(f"checkpoint {path} was exported (weights and history, `vae-lib export`): it has no "
+                                  "optimiser or schedule to resume from; train into another folder")
         try:
             self.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as error:
