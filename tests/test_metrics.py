@@ -208,6 +208,27 @@ def test_factor_transfer_on_a_model_that_copies_its_sources():
     assert metrics.best_crossover(table) in (1, 2)
 
 
+def test_split_summary_finds_the_one_factor_that_spoils_the_split():
+    class StripesWithTheOutline(FactorModel):
+        """Texture reads the first layer, with shape and position: no crossover splits all five."""
+
+        def mix(self, z1, z2, crossover, *, noise_mode=None):
+            layer = LAYER | {"texture": 0}
+            from_first = torch.tensor([crossover > layer[f] for f in FACTORS])
+            return torch.where(from_first.view(1, -1, 1, 1), self.decode(z1), self.decode(z2))
+
+    summary = metrics.split_summary(StripesWithTheOutline(), FactorJudge(), 300, seed=2)
+    assert set(summary) == {"all", "without"}
+    assert summary["all"]["as_expected"] == 0.0 and all(row["as_expected"] == 0.0
+                                                        for row in summary["all"]["table"].values())
+    assert summary["without"]["as_expected"] == 1.0 and summary["without"]["best"] in (1, 2)
+    assert summary["without"]["pairs"] > summary["all"]["pairs"] > 0     # one factor fewer must differ
+    # The copying model splits with every factor; leaving out one it has not got is refused.
+    assert metrics.split_summary(FactorModel(), FactorJudge(), 300, seed=2)["all"]["as_expected"] == 1.0
+    with pytest.raises(ValueError, match="light"):
+        metrics.split_summary(FactorModel(), FactorJudge(), 10, without="light")
+
+
 def test_factor_transfer_splits_a_factor_by_the_level_of_source_2():
     class FineStripesFollowTheCoarseCode(FactorModel):
         """Texture levels 2 and 3 of source 2 are overruled by source 1 as soon as one layer is from it."""

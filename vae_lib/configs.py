@@ -585,21 +585,33 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
 # state); this command, from the repository's root, retrains it into runs/ and exports it
 # (tests/test_reference_run.py checks that it builds stylevae_reference_config()).
 REFERENCE_EPOCHS = 32
-REFERENCE_COMMAND = (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} "
-                     "--set name=stylevae-reference "
-                     "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
-                     "--out runs/stylevae-reference && "
-                     "python -m vae_lib export --out runs/stylevae-reference --to reference/stylevae-reference")
 
 
-def stylevae_reference_config() -> ExperimentConfig:
+def _reference_command(name: str, extra: str = "") -> str:
+    return (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} --set name={name} "
+            "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
+            f"{extra}--out runs/{name} && python -m vae_lib export --out runs/{name} --to reference/{name}")
+
+
+REFERENCE_COMMAND = _reference_command("stylevae-reference")
+# The same run with a code per style layer (model_kwargs.per_layer_codes; notebook 08, section 9).
+PER_LAYER_REFERENCE_COMMAND = _reference_command("stylevae-reference-perlayer",
+                                                 "--set model_kwargs.per_layer_codes=true ")
+
+
+def stylevae_reference_config(per_layer_codes: bool = False) -> ExperimentConfig:
     """The reference StyleGAN-VAE run: ``stylevae-quick`` on upright shapes (``fixed_factors={"rotation": 4}``),
     32 epochs instead of 6, no kept epoch copies. Upright, because a small style decoder learns 5 upright outlines
-    in the steps a CPU affords but not 5 outlines at 8 angles (``benchmarks/README.md``, "Why no shape")."""
+    in the steps a CPU affords but not 5 outlines at 8 angles (``benchmarks/README.md``, "Why no shape").
+    ``per_layer_codes``: the same with one chunk of z per style layer (``stylevae-reference-perlayer``)."""
     base = _stylevae_quick()
-    return apply_overrides(base, {"name": "stylevae-reference",
-                                  "dataset_kwargs.fixed_factors": {"rotation": 4},
-                                  "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []})
+    config = apply_overrides(base, {"name": "stylevae-reference",
+                                    "dataset_kwargs.fixed_factors": {"rotation": 4},
+                                    "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []})
+    if per_layer_codes:
+        config = apply_overrides(config, {"name": "stylevae-reference-perlayer",
+                                          "model_kwargs.per_layer_codes": True})
+    return config
 
 
 PRESETS = {

@@ -40,6 +40,8 @@ DATA_NAME = "data.json"
 # The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 4.2 MB, exported: weights and history), in the
 # repository next to the package, as the course is run from a checkout.
 REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / "stylevae-reference"
+# The same run with a code per style layer (``configs.stylevae_reference_config(per_layer_codes=True)``).
+PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name("stylevae-reference-perlayer")
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
 RESOLVED_DATASETS = ("auto-digits",)
 

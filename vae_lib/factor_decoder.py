@@ -8,7 +8,7 @@ gives when the code keeps the factors apart, for comparison with the VAE's own c
 
 Training (``fit_steps``): MSE summed over pixels, AdamW with the preset's lr, weight decay and gradient clip,
 cosine decay to 0 over the steps, random batches of the preset's size (seeded). The committed folder
-``FACTOR_DECODER_DIR`` (``config.json`` and ``decoder.pt``, about 2 MB) was trained by::
+``FACTOR_DECODER_DIR`` (``config.json`` and ``decoder.pt``, 0.7 MB) was trained by::
 
     python -m vae_lib.factor_decoder          # FACTOR_DECODER_STEPS = 3,000 steps, about 5 minutes on 2 CPU cores
 """

@@ -358,6 +358,28 @@ def best_crossover(table: dict[int, dict]) -> int:
     return max(scored, key=scored.get)
 
 
+def split_summary(model, judge: Judge, n: int, *, without: str = "texture", **kwargs) -> dict[str, dict]:
+    """Style mixing's split at its best crossover, with every target factor and with one left out.
+
+    :func:`factor_transfer` twice with the same ``n`` and ``kwargs`` (``sources``, ``codes``, ``prior``, ...):
+    ``"all"`` with the default coarse and fine factors, ``"without"`` with ``without`` dropped from them (by
+    default the stripes: does the split fail on that factor alone?). Each entry: ``{"table": the
+    factor_transfer table, "best": k, "as_expected": share at k, "pairs": informative pairs at k}``.
+    """
+    coarse = tuple(kwargs.pop("coarse", TRANSFER_COARSE))
+    fine = tuple(kwargs.pop("fine", TRANSFER_FINE))
+    if without not in coarse + fine:
+        raise ValueError(f"without must be one of the target factors {coarse + fine}, got {without!r}.")
+    summary = {}
+    for name, (c, f) in {"all": (coarse, fine),
+                         "without": (tuple(x for x in coarse if x != without),
+                                     tuple(x for x in fine if x != without))}.items():
+        table = factor_transfer(model, judge, n, coarse=c, fine=f, **kwargs)
+        k = best_crossover(table)
+        summary[name] = {"table": table, "best": k, "as_expected": table[k]["as_expected"], "pairs": table[k]["pairs"]}
+    return summary
+
+
 def _nanmean(values: list[float]) -> float:
     kept = [v for v in values if not math.isnan(v)]
     return sum(kept) / len(kept) if kept else math.nan
@@ -368,7 +390,7 @@ __all__ = ["COARSE_FACTORS", "FID_PROTOCOL", "FID_SAMPLES", "FID_SEED", "FINE_FA
            "factor_transfer", "fid_from_features", "frechet_distance", "gaussian_statistics",
            "judge_fid", "mixing_influence", "model_fid", "reconstruction_scores", "reconstructions",
            "sample_images", "judge_accuracy_per_class", "blurred", "fid_yardsticks", "latent_probe", "posterior_means",
-           "truncation_fids"]
+           "split_summary", "truncation_fids"]
 
 
 def reconstructions(model, data: ImageData, n: int | None = None, batch_size: int = 128) -> torch.Tensor:
