@@ -593,10 +593,10 @@ def _reference_command(name: str, extra: str = "") -> str:
             f"{extra}--out runs/{name} && python -m vae_lib export --out runs/{name} --to reference/{name}")
 
 
-REFERENCE_COMMAND = _reference_command("stylevae-reference")
-# The same run with a code per style layer (model_kwargs.per_layer_codes; notebook 08, section 9).
-PER_LAYER_REFERENCE_COMMAND = _reference_command("stylevae-reference-perlayer",
-                                                 "--set model_kwargs.per_layer_codes=true ")
+REFERENCE_NAME, PER_LAYER_REFERENCE_NAME = "stylevae-reference", "stylevae-reference-perlayer"
+REFERENCE_COMMAND = _reference_command(REFERENCE_NAME)
+# The same run with a code per style layer (model_kwargs.per_layer_codes; notebook 06, section 9).
+PER_LAYER_REFERENCE_COMMAND = _reference_command(PER_LAYER_REFERENCE_NAME, "--set model_kwargs.per_layer_codes=true ")
 
 
 def stylevae_reference_config(per_layer_codes: bool = False) -> ExperimentConfig:
@@ -604,14 +604,12 @@ def stylevae_reference_config(per_layer_codes: bool = False) -> ExperimentConfig
     32 epochs instead of 6, no kept epoch copies. Upright, because a small style decoder learns 5 upright outlines
     in the steps a CPU affords but not 5 outlines at 8 angles (``benchmarks/README.md``, "Why no shape").
     ``per_layer_codes``: the same with one chunk of z per style layer (``stylevae-reference-perlayer``)."""
-    base = _stylevae_quick()
-    config = apply_overrides(base, {"name": "stylevae-reference",
-                                    "dataset_kwargs.fixed_factors": {"rotation": 4},
-                                    "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []})
+    overrides = {"name": PER_LAYER_REFERENCE_NAME if per_layer_codes else REFERENCE_NAME,
+                 "dataset_kwargs.fixed_factors": {"rotation": 4},
+                 "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []}
     if per_layer_codes:
-        config = apply_overrides(config, {"name": "stylevae-reference-perlayer",
-                                          "model_kwargs.per_layer_codes": True})
-    return config
+        overrides["model_kwargs.per_layer_codes"] = True
+    return apply_overrides(_stylevae_quick(), overrides)
 
 
 PRESETS = {

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import UNHASHED_TRAIN_FIELDS, ExperimentConfig, get_config
+from vae_lib.configs import (PER_LAYER_REFERENCE_NAME, REFERENCE_NAME, UNHASHED_TRAIN_FIELDS, ExperimentConfig,
+                             get_config)
 from vae_lib.distributed import rank_and_world_size
 from vae_lib.losses import CVAELoss, StyleVAELoss
 from vae_lib.models.cvae import CVAE
@@ -37,11 +38,11 @@ REGISTRY = {"cvae": (CVAE, CVAELoss),
             "stylegan-vae": (ConvolutionalVAE, StyleVAELoss)}
 CONFIG_NAME = "config.json"
 DATA_NAME = "data.json"
-# The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 4.2 MB, exported: weights and history), in the
-# repository next to the package, as the course is run from a checkout.
-REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / "stylevae-reference"
+# The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 4.2 MB, exported:
+# weights and history), in the repository next to the package, as the course is run from a checkout.
+REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / REFERENCE_NAME
 # The same run with a code per style layer (``configs.stylevae_reference_config(per_layer_codes=True)``).
-PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name("stylevae-reference-perlayer")
+PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name(PER_LAYER_REFERENCE_NAME)
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
 RESOLVED_DATASETS = ("auto-digits",)
 
