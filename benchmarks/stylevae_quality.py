@@ -20,6 +20,8 @@ preset's held-out test shapes:
     python benchmarks/stylevae_quality.py                 # -> benchmarks/results/stylevae_quality.json
     python benchmarks/stylevae_quality.py --config stylegan-vae-quick --set train.seed=1 --tag seed1
     python benchmarks/stylevae_quality.py --reference --tag reference   # the committed reference run, loaded
+    python benchmarks/stylevae_quality.py --run-dir reference/stylevae-reference-perlayer --judge own \
+        --test-images 2048 --pairs 1024 --tag ...       # a committed run, measured on 4x the pairs
 
 ``--judge own`` reads with a judge trained on the run's own data (upright shapes for the reference) instead of
 the quick judge of shapes at 8 angles that every other record uses. ``--reference`` measures the committed run of
@@ -56,9 +58,12 @@ def entropy(labels: torch.Tensor, classes: int) -> float:
     return -(p[p > 0] * p[p > 0].log()).sum().item()
 
 
-def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, judge_kind: str = "quick") -> dict:
+def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, judge_kind: str = "quick",
+            test_images: int | None = None) -> dict:
     """The measures of the module docstring for ``config``, trained or loaded by ``train_or_load``; with
-    ``run_dir``, the finished run there, loaded (``experiments.load_trained``: never trained; its own config)."""
+    ``run_dir``, the finished run there, loaded (``experiments.load_trained``: never trained; its own config).
+    ``test_images``: measure on that many held-out shapes instead of the config's ``n_test`` (more pairs for the
+    mixing shares: their standard error is sqrt(p (1 - p) / pairs))."""
     start = time.perf_counter()
     load_avg_start = os.getloadavg()[0]
     if run_dir is None:
@@ -67,7 +72,8 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
         config, model, history = load_trained(run_dir)
         info = {"status": f"loaded from {run_dir.name}", "step": history["steps"][-1]["step"] + 1}
     train_seconds = sum(epoch["time_s"] for epoch in history["epochs"])
-    test = build_data(config, "test", verbose=False)
+    test = build_data(config if test_images is None else apply_overrides(config, {"n_test": test_images}), "test",
+                      verbose=False)
     recon = reconstructions(model, test)
     floor = psnr(test.images.mean(0, keepdim=True).expand_as(test.images), test.images, test.value_range)
     size = config.model_kwargs["input_size"]
@@ -158,13 +164,18 @@ def main() -> None:
     parser.add_argument("--judge", choices=("quick", "own"), default="quick",
                         help="quick: the judge of 8-angle shapes (every run's, default); own: one trained on the "
                              "run's data")
+    parser.add_argument("--test-images", type=int, default=None,
+                        help="held-out shapes to measure on (default: the config's n_test; --pairs at most half)")
     parser.add_argument("--reference", action="store_true",
                         help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="measure the finished run in this folder instead (e.g. reference/stylevae-reference-perlayer)")
     args = parser.parse_args()
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = apply_overrides(get_config(args.config), overrides) if overrides else get_config(args.config)
     record = measure(config, pairs=args.pairs, samples=args.samples,
-                     run_dir=REFERENCE_RUN_DIR if args.reference else None, judge_kind=args.judge)
+                     run_dir=REFERENCE_RUN_DIR if args.reference else args.run_dir, judge_kind=args.judge,
+                     test_images=args.test_images)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "torch": torch.__version__}
