@@ -229,6 +229,25 @@ def test_split_summary_finds_the_one_factor_that_spoils_the_split():
         metrics.split_summary(FactorModel(), FactorJudge(), 10, without="light")
 
 
+def test_split_summary_decodes_once_and_equals_factor_transfer_for_both_splits():
+    class Counting(FactorModel):
+        calls = 0
+
+        def mix(self, z1, z2, crossover, *, noise_mode=None):
+            Counting.calls += 1
+            return super().mix(z1, z2, crossover, noise_mode=noise_mode)
+
+    summary = metrics.split_summary(Counting(), FactorJudge(), 40, seed=4, batch_size=64, crossovers=[0, 1, 2])
+    assert Counting.calls == 3                  # one batch per crossover: the mixes are decoded once for both tables
+    coarse = tuple(f for f in metrics.TRANSFER_COARSE if f != "texture")
+    fine = tuple(f for f in metrics.TRANSFER_FINE if f != "texture")
+    for name, (c, f) in {"all": (metrics.TRANSFER_COARSE, metrics.TRANSFER_FINE), "without": (coarse, fine)}.items():
+        table = metrics.factor_transfer(FactorModel(), FactorJudge(), 40, seed=4, crossovers=[0, 1, 2], coarse=c, fine=f)
+        assert summary[name]["table"] == table
+    with pytest.raises(TypeError):
+        metrics.split_summary(FactorModel(), FactorJudge(), 10, crossover=[1])     # a misspelt option is refused
+
+
 def test_factor_transfer_splits_a_factor_by_the_level_of_source_2():
     class FineStripesFollowTheCoarseCode(FactorModel):
         """Texture levels 2 and 3 of source 2 are overruled by source 1 as soon as one layer is from it."""

@@ -240,12 +240,23 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     informative (e.g. a model whose images do not depend on z). The judge's own errors enter every
     number: read them next to its accuracy on real images.
     """
+    reads = _transfer_reads(model, judge, n, crossovers=crossovers, seed=seed, targets=(*coarse, *fine),
+                            sources=sources, noise_mode=noise_mode, truncation_psi=truncation_psi,
+                            batch_size=batch_size, prior=prior, codes=codes)
+    return _transfer_table(reads, coarse, fine)
+
+
+def _transfer_reads(model, judge: Judge, n: int, *, targets, crossovers=None, seed: int = 0,
+                    sources: torch.Tensor | None = None, noise_mode: str = "const", truncation_psi: float = 1.0,
+                    batch_size: int = PREDICT_BATCH, prior=None,
+                    codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """The judge's reads of :func:`factor_transfer`'s images: ``{"source1": {f: (n,)}, "source2": ...,
+    "mixed": {k: {f: (n,)}}}``; every decode and judge pass of it (the tables are counts of these)."""
     num_layers = model.num_style_layers
     crossovers = list(range(num_layers + 1)) if crossovers is None else list(crossovers)
     if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_layers for k in crossovers):
         raise ValueError(f"crossovers must be whole numbers in [0, {num_layers}], got {crossovers}.")
-    factors = list(judge.heads_spec)
-    unknown = (set(coarse) | set(fine)) - set(factors)
+    unknown = set(targets) - set(judge.heads_spec)
     if unknown:
         raise ValueError(f"The judge has no heads for {sorted(unknown)} (it has {sorted(judge.heads_spec)}).")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -281,15 +292,21 @@ def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed:
     options = {"noise_mode": noise_mode}
     if truncation_psi != 1:
         options["truncation_psi"] = truncation_psi
-    source1 = judged(lambda a, b: model.decode(a, **options))
-    source2 = judged(lambda a, b: model.decode(b, **options))
-    targets = (*coarse, *fine)
+    return {"source1": judged(lambda a, b: model.decode(a, **options)),
+            "source2": judged(lambda a, b: model.decode(b, **options)),
+            "mixed": {k: judged(lambda a, b, k=k: model.mix(a, b, k, **options)) for k in crossovers}}
+
+
+def _transfer_table(reads: dict, coarse, fine) -> dict[int, dict]:
+    """:func:`factor_transfer`'s table of ``reads`` (:func:`_transfer_reads`) for the targets ``coarse`` and ``fine``."""
+    source1, source2 = reads["source1"], reads["source2"]
+    factors = list(source1)
+    n = len(next(iter(source1.values())))
     informative = torch.ones(n, dtype=torch.bool)
-    for f in targets:
+    for f in (*coarse, *fine):
         informative &= source1[f] != source2[f]
     table = {}
-    for k in crossovers:
-        mixed = judged(lambda a, b, k=k: model.mix(a, b, k, **options))
+    for k, mixed in reads["mixed"].items():
         row = {"from_source1": {}, "from_source2": {}, "informative": {}, "from_source2_by_level": {},
                "informative_by_level": {}}
         for f in factors:
@@ -361,20 +378,21 @@ def best_crossover(table: dict[int, dict]) -> int:
 def split_summary(model, judge: Judge, n: int, *, without: str = "texture", **kwargs) -> dict[str, dict]:
     """Style mixing's split at its best crossover, with every target factor and with one left out.
 
-    :func:`factor_transfer` twice with the same ``n`` and ``kwargs`` (``sources``, ``codes``, ``prior``, ...):
-    ``"all"`` with the default coarse and fine factors, ``"without"`` with ``without`` dropped from them (by
-    default the stripes: does the split fail on that factor alone?). Each entry: ``{"table": the
-    factor_transfer table, "best": k, "as_expected": share at k, "pairs": informative pairs at k}``.
+    :func:`factor_transfer`'s tables of one set of mixed images (``n`` pairs, ``kwargs`` as there: ``sources``,
+    ``codes``, ``prior``, ...): ``"all"`` with the default coarse and fine factors, ``"without"`` with ``without``
+    dropped from them (by default the stripes: does the split fail on that factor alone?). Each entry:
+    ``{"table": the factor_transfer table, "best": k, "as_expected": share at k, "pairs": informative pairs at k}``.
     """
     coarse = tuple(kwargs.pop("coarse", TRANSFER_COARSE))
     fine = tuple(kwargs.pop("fine", TRANSFER_FINE))
     if without not in coarse + fine:
         raise ValueError(f"without must be one of the target factors {coarse + fine}, got {without!r}.")
+    reads = _transfer_reads(model, judge, n, targets=coarse + fine, **kwargs)
     summary = {}
     for name, (c, f) in {"all": (coarse, fine),
                          "without": (tuple(x for x in coarse if x != without),
                                      tuple(x for x in fine if x != without))}.items():
-        table = factor_transfer(model, judge, n, coarse=c, fine=f, **kwargs)
+        table = _transfer_table(reads, c, f)
         k = best_crossover(table)
         summary[name] = {"table": table, "best": k, "as_expected": table[k]["as_expected"], "pairs": table[k]["pairs"]}
     return summary
