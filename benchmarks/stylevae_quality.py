@@ -46,7 +46,7 @@ from vae_lib.experiments import REFERENCE_RUN_DIR, build_data, load_trained, tra
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
 from vae_lib.metrics import (TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, fid_yardsticks, judge_fid,
-                             model_fid, reconstructions)
+                             model_fid, reconstructions, split_summary)
 from vae_lib.models.sampling import prior_mismatch, sample_images
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
@@ -89,9 +89,13 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
     mismatch = prior_mismatch(model, train)
     fitted = mismatch["fitted"]
     transfer = {}
+    # The encoded test images' mixes also with the stripes left out of the fine factors (which factor keeps the
+    # share low?): split_summary reads one set of mixes for both.
+    encoded = split_summary(model, judge, pairs, sources=test.images, seed=0)
     for name, sources, prior in (("encoded test images", test.images, None), ("prior samples", None, None),
                                  ("fitted prior samples", None, fitted)):
-        table = factor_transfer(model, judge, n=pairs, sources=sources, seed=0, prior=prior)
+        table = (encoded["all"]["table"] if sources is not None
+                 else factor_transfer(model, judge, n=pairs, sources=sources, seed=0, prior=prior))
         k = best_crossover(table)
         transfer[name] = {
             "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4),
@@ -106,8 +110,7 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
                 k: {level: [round(share, 4), row["informative_by_level"]["texture"][level]]
                     for level, share in row["from_source2_by_level"]["texture"].items()}
                 for k, row in table.items()}}
-    # The same split with the stripes left out of the fine factors: which factor keeps the share low?
-    table = factor_transfer(model, judge, n=pairs, sources=test.images, seed=0, fine=("object_hue",))
+    table = encoded["without"]["table"]
     k = best_crossover(table)
     transfer["encoded test images, fine = object hue only"] = {
         "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4), "pairs": table[k]["pairs"],
