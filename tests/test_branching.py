@@ -78,3 +78,19 @@ def test_same_until_tells_which_losses_agree_before_an_epoch():
     assert not StyleVAELoss.same_until(card, {**card, "reconstruction": "calibrated"}, 4)
     assert CVAELoss.same_until({"free_bits": 0.1}, {"free_bits": 0.1}, 2)
     assert not CVAELoss.same_until({"free_bits": 0.1}, {}, 2)
+
+
+def test_load_trained_reads_a_kept_copy_by_its_epoch(tmp_path, monkeypatch):
+    from vae_lib.experiments import load_trained
+
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path))
+    base = base_config()
+    train_or_load(base, verbose=False)
+    run_dir = default_run_dir(base)
+    _, at_end, history = load_trained(run_dir, "cpu")
+    _, after_one, kept_history = load_trained(run_dir, "cpu", epoch=1)
+    assert len(history["epochs"]) == 3 and len(kept_history["epochs"]) == 1
+    assert kept_history["epochs"][0] == history["epochs"][0]
+    assert any(not torch.equal(a, b) for a, b in zip(after_one.state_dict().values(), at_end.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="keep_checkpoints"):
+        load_trained(run_dir, "cpu", epoch=2)

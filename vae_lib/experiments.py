@@ -232,10 +232,12 @@ def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = N
     return model, trainer.history, info
 
 
-def load_trained(run_dir: str | Path, device: str = "auto") -> tuple[ExperimentConfig, torch.nn.Module, dict]:
+def load_trained(run_dir: str | Path, device: str = "auto", *, epoch: int | None = None
+                 ) -> tuple[ExperimentConfig, torch.nn.Module, dict]:
     """``(config, model, history)`` of a run folder, loaded and never trained: ``config.json`` and
     ``checkpoint.pt`` as ``train_or_load`` writes them. The model is the weight average when the run kept
-    one (``train.ema_half_life_images``), else the trained weights; eval mode, on ``device``.
+    one (``train.ema_half_life_images``), else the trained weights; eval mode, on ``device``. ``epoch``: the
+    copy the run kept after that epoch instead (``train.keep_checkpoints``; its history ends there).
 
     For runs made elsewhere, e.g. ``REFERENCE_RUN_DIR`` (committed, trained by
     ``python -m vae_lib train``: see ``configs.stylevae_reference_config``): nothing is trained when the
@@ -243,21 +245,23 @@ def load_trained(run_dir: str | Path, device: str = "auto") -> tuple[ExperimentC
     """
     from vae_lib.ema import ema_model_state
     from vae_lib.runtime import pick_device
-    from vae_lib.train import CHECKPOINT_NAME, CheckpointError
+    from vae_lib.train import CHECKPOINT_NAME, CheckpointError, kept_checkpoint_name
 
     run_dir = Path(run_dir)
-    for name in (CONFIG_NAME, CHECKPOINT_NAME):
+    checkpoint = CHECKPOINT_NAME if epoch is None else kept_checkpoint_name(epoch)
+    for name in (CONFIG_NAME, checkpoint):
         if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir} has no {name}: not a finished run folder")
+            kind = "a finished run folder" if epoch is None else f"a run that kept epoch {epoch} (train.keep_checkpoints)"
+            raise FileNotFoundError(f"{run_dir} has no {name}: not {kind}")
     config = ExperimentConfig.read(run_dir / CONFIG_NAME)
     device = pick_device(device)
-    state = read_checkpoint(run_dir / CHECKPOINT_NAME)
+    state = read_checkpoint(run_dir / checkpoint)
     model = build_model(config)
     try:
         model.load_state_dict(ema_model_state(state["ema"]) if state.get("ema") else state["model"])
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
-        raise CheckpointError(f"{run_dir / CHECKPOINT_NAME} does not fit {run_dir / CONFIG_NAME} ({detail}); was "
+        raise CheckpointError(f"{run_dir / checkpoint} does not fit {run_dir / CONFIG_NAME} ({detail}); was "
                               "config.json edited after training, or the model code changed?") from error
     return config, model.to(device).eval(), state.get("history", {})
 
