@@ -59,17 +59,18 @@ def entropy(labels: torch.Tensor, classes: int) -> float:
 
 
 def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, judge_kind: str = "quick",
-            test_images: int | None = None) -> dict:
+            test_images: int | None = None, epoch: int | None = None) -> dict:
     """The measures of the module docstring for ``config``, trained or loaded by ``train_or_load``; with
     ``run_dir``, the finished run there, loaded (``experiments.load_trained``: never trained; its own config).
     ``test_images``: measure on that many held-out shapes instead of the config's ``n_test`` (more pairs for the
-    mixing shares: their standard error is sqrt(p (1 - p) / pairs))."""
+    mixing shares: their standard error is sqrt(p (1 - p) / pairs)). ``epoch``: with ``run_dir``, the copy the run
+    kept after that epoch (``train.keep_checkpoints``)."""
     start = time.perf_counter()
     load_avg_start = os.getloadavg()[0]
     if run_dir is None:
         model, history, info = train_or_load(config)
     else:
-        config, model, history = load_trained(run_dir)
+        config, model, history = load_trained(run_dir, epoch=epoch)
         info = {"status": f"loaded from {run_dir.name}", "step": history["steps"][-1]["step"] + 1}
     train_seconds = sum(epoch["time_s"] for epoch in history["epochs"])
     test = build_data(config if test_images is None else apply_overrides(config, {"n_test": test_images}), "test",
@@ -169,16 +170,20 @@ def main() -> None:
                              "run's data")
     parser.add_argument("--test-images", type=int, default=None,
                         help="held-out shapes to measure on (default: the config's n_test; --pairs at most half)")
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="with --run-dir: the copy the run kept after this epoch (train.keep_checkpoints)")
     parser.add_argument("--reference", action="store_true",
                         help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="measure the finished run in this folder instead (e.g. reference/stylevae-reference-perlayer)")
     args = parser.parse_args()
+    if args.epoch is not None and args.run_dir is None:
+        parser.error("--epoch needs --run-dir (the run folder that kept the copy)")
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = apply_overrides(get_config(args.config), overrides) if overrides else get_config(args.config)
     record = measure(config, pairs=args.pairs, samples=args.samples,
                      run_dir=REFERENCE_RUN_DIR if args.reference else args.run_dir, judge_kind=args.judge,
-                     test_images=args.test_images)
+                     test_images=args.test_images, epoch=args.epoch)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "torch": torch.__version__}
