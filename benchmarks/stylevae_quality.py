@@ -175,7 +175,8 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true",
                         help="measure the committed reference run (experiments.REFERENCE_RUN_DIR) instead")
     parser.add_argument("--run-dir", type=Path, default=None,
-                        help="measure the finished run in this folder instead (e.g. reference/stylevae-reference-perlayer)")
+                        help="measure the finished run in this folder instead "
+                             "(e.g. reference/stylevae-reference-perlayer)")
     args = parser.parse_args()
     if args.epoch is not None and args.run_dir is None:
         parser.error("--epoch needs --run-dir (the run folder that kept the copy)")

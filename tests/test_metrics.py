@@ -242,7 +242,8 @@ def test_split_summary_decodes_once_and_equals_factor_transfer_for_both_splits()
     coarse = tuple(f for f in metrics.TRANSFER_COARSE if f != "texture")
     fine = tuple(f for f in metrics.TRANSFER_FINE if f != "texture")
     for name, (c, f) in {"all": (metrics.TRANSFER_COARSE, metrics.TRANSFER_FINE), "without": (coarse, fine)}.items():
-        table = metrics.factor_transfer(FactorModel(), FactorJudge(), 40, seed=4, crossovers=[0, 1, 2], coarse=c, fine=f)
+        table = metrics.factor_transfer(FactorModel(), FactorJudge(), 40, seed=4, crossovers=[0, 1, 2],
+                                        coarse=c, fine=f)
         assert summary[name]["table"] == table
     with pytest.raises(TypeError):
         metrics.split_summary(FactorModel(), FactorJudge(), 10, crossover=[1])     # a misspelt option is refused

@@ -251,7 +251,8 @@ def load_trained(run_dir: str | Path, device: str = "auto", *, epoch: int | None
     checkpoint = CHECKPOINT_NAME if epoch is None else kept_checkpoint_name(epoch)
     for name in (CONFIG_NAME, checkpoint):
         if not (run_dir / name).exists():
-            kind = "a finished run folder" if epoch is None else f"a run that kept epoch {epoch} (train.keep_checkpoints)"
+            kind = ("a finished run folder" if epoch is None
+                    else f"a run that kept epoch {epoch} (train.keep_checkpoints)")
             raise FileNotFoundError(f"{run_dir} has no {name}: not {kind}")
     config = ExperimentConfig.read(run_dir / CONFIG_NAME)
     device = pick_device(device)

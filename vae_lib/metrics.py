@@ -298,7 +298,8 @@ def _transfer_reads(model, judge: Judge, n: int, *, targets, crossovers=None, se
 
 
 def _transfer_table(reads: dict, coarse, fine) -> dict[int, dict]:
-    """:func:`factor_transfer`'s table of ``reads`` (:func:`_transfer_reads`) for the targets ``coarse`` and ``fine``."""
+    """:func:`factor_transfer`'s table of ``reads`` (:func:`_transfer_reads`) for the targets ``coarse`` and
+    ``fine``."""
     source1, source2 = reads["source1"], reads["source2"]
     factors = list(source1)
     n = len(next(iter(source1.values())))
