@@ -7,40 +7,44 @@ import pytest
 import torch
 
 from vae_lib.cli import build_parser, train_config_overrides
-from vae_lib.configs import (PER_LAYER_REFERENCE_COMMAND, REFERENCE_COMMAND, REFERENCE_EPOCHS, ExperimentConfig,
-                             apply_overrides, get_config, stylevae_reference_config)
+from vae_lib.configs import (PER_LAYER_REFERENCE_COMMAND, PER_LAYER_SEED1_REFERENCE_COMMAND, REFERENCE_COMMAND,
+                             REFERENCE_EPOCHS, ExperimentConfig, apply_overrides, get_config, stylevae_reference_config)
 from vae_lib.evaluate import psnr
-from vae_lib.experiments import (CONFIG_NAME, PER_LAYER_REFERENCE_RUN_DIR, REFERENCE_RUN_DIR, build_data,
-                                 load_trained)
+from vae_lib.experiments import (CONFIG_NAME, PER_LAYER_REFERENCE_RUN_DIR, PER_LAYER_SEED1_RUN_DIR, REFERENCE_RUN_DIR,
+                                 build_data, load_trained)
 from vae_lib.train import CHECKPOINT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
-# (command, folder, per_layer_codes) of each committed reference run
-REFERENCES = [(REFERENCE_COMMAND, REFERENCE_RUN_DIR, False), (PER_LAYER_REFERENCE_COMMAND, PER_LAYER_REFERENCE_RUN_DIR, True)]
+# (command, folder, per_layer_codes, seed) of each committed reference run
+REFERENCES = [(REFERENCE_COMMAND, REFERENCE_RUN_DIR, False, 0),
+              (PER_LAYER_REFERENCE_COMMAND, PER_LAYER_REFERENCE_RUN_DIR, True, 0),
+              (PER_LAYER_SEED1_REFERENCE_COMMAND, PER_LAYER_SEED1_RUN_DIR, True, 1)]
 
 
-@pytest.mark.parametrize("command, folder, per_layer_codes", REFERENCES)
-def test_the_documented_command_builds_the_reference_config_into_the_reference_folder(command, folder, per_layer_codes):
+@pytest.mark.parametrize("command, folder, per_layer_codes, seed", REFERENCES)
+def test_the_documented_command_builds_the_reference_config_into_the_reference_folder(command, folder, per_layer_codes,
+                                                                                      seed):
     train, export = (shlex.split(part) for part in command.split(" && "))
     assert train[:4] == ["python", "-m", "vae_lib", "train"] and export[:4] == ["python", "-m", "vae_lib", "export"]
     args = build_parser().parse_args(train[3:])
     config = apply_overrides(get_config(args.config), train_config_overrides(args))
-    reference = stylevae_reference_config(per_layer_codes)
-    assert config.run_name() == reference.run_name()
+    reference = stylevae_reference_config(per_layer_codes, seed=seed)
+    assert config.run_name() == reference.run_name() and reference.train.seed == seed
     exported = build_parser().parse_args(export[3:])
     assert exported.out == args.out and (REPO / exported.to).resolve() == folder
-    assert reference.name == folder.name and reference.train.epochs == REFERENCE_EPOCHS
+    assert folder.name == reference.name + (f"-seed{seed}" if seed else "")
+    assert reference.train.epochs == REFERENCE_EPOCHS
     assert reference.dataset_kwargs["fixed_factors"] == {"rotation": 4}
     quick = get_config("stylevae-quick")
     extra = {"per_layer_codes": True} if per_layer_codes else {}
     assert reference.model_kwargs == {**quick.model_kwargs, **extra} and reference.loss_kwargs == quick.loss_kwargs
 
 
-@pytest.mark.parametrize("command, folder, per_layer_codes", REFERENCES)
+@pytest.mark.parametrize("command, folder, per_layer_codes, seed", REFERENCES)
 def test_the_committed_run_is_that_config_finished_small_and_better_than_the_mean_image(command, folder,
-                                                                                         per_layer_codes):
+                                                                                         per_layer_codes, seed):
     saved = ExperimentConfig.read(folder / CONFIG_NAME)
-    assert saved.run_name() == stylevae_reference_config(per_layer_codes).run_name()
+    assert saved.run_name() == stylevae_reference_config(per_layer_codes, seed=seed).run_name()
     assert (folder / CHECKPOINT_NAME).stat().st_size <= 5 * 2 ** 20     # exported: no optimiser state
     config, model, history = load_trained(folder, "cpu")
     assert model.per_layer_codes is per_layer_codes

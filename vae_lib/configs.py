@@ -587,28 +587,36 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
 REFERENCE_EPOCHS = 32
 
 
-def _reference_command(name: str, extra: str = "") -> str:
+def _reference_command(name: str, extra: str = "", folder: str | None = None) -> str:
+    folder = folder or name
     return (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} --set name={name} "
             "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
-            f"{extra}--out runs/{name} && python -m vae_lib export --out runs/{name} --to reference/{name}")
+            f"{extra}--out runs/{folder} && python -m vae_lib export --out runs/{folder} --to reference/{folder}")
 
 
 REFERENCE_NAME, PER_LAYER_REFERENCE_NAME = "stylevae-reference", "stylevae-reference-perlayer"
 REFERENCE_COMMAND = _reference_command(REFERENCE_NAME)
 # The same run with a code per style layer (model_kwargs.per_layer_codes; notebook 06, section 9).
 PER_LAYER_REFERENCE_COMMAND = _reference_command(PER_LAYER_REFERENCE_NAME, "--set model_kwargs.per_layer_codes=true ")
+# And that run with another seed (train.seed=1), which splits the factors at another crossover (notebook 06).
+PER_LAYER_SEED1_FOLDER = f"{PER_LAYER_REFERENCE_NAME}-seed1"
+PER_LAYER_SEED1_REFERENCE_COMMAND = _reference_command(
+    PER_LAYER_REFERENCE_NAME, "--set model_kwargs.per_layer_codes=true --set train.seed=1 ", folder=PER_LAYER_SEED1_FOLDER)
 
 
-def stylevae_reference_config(per_layer_codes: bool = False) -> ExperimentConfig:
+def stylevae_reference_config(per_layer_codes: bool = False, seed: int = 0) -> ExperimentConfig:
     """The reference StyleGAN-VAE run: ``stylevae-quick`` on upright shapes (``fixed_factors={"rotation": 4}``),
     32 epochs instead of 6, no kept epoch copies. Upright, because a small style decoder learns 5 upright outlines
     in the steps a CPU affords but not 5 outlines at 8 angles (``benchmarks/README.md``, "Why no shape").
-    ``per_layer_codes``: the same with one chunk of z per style layer (``stylevae-reference-perlayer``)."""
+    ``per_layer_codes``: the same with one chunk of z per style layer (``stylevae-reference-perlayer``); ``seed``:
+    ``train.seed`` (the committed runs: 0, and 1 for ``stylevae-reference-perlayer-seed1``)."""
     overrides = {"name": PER_LAYER_REFERENCE_NAME if per_layer_codes else REFERENCE_NAME,
                  "dataset_kwargs.fixed_factors": {"rotation": 4},
                  "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []}
     if per_layer_codes:
         overrides["model_kwargs.per_layer_codes"] = True
+    if seed != 0:
+        overrides["train.seed"] = seed
     return apply_overrides(_stylevae_quick(), overrides)
 
 

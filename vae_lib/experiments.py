@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import (PER_LAYER_REFERENCE_NAME, REFERENCE_NAME, UNHASHED_TRAIN_FIELDS, ExperimentConfig,
-                             get_config)
+from vae_lib.configs import (PER_LAYER_REFERENCE_NAME, PER_LAYER_SEED1_FOLDER, REFERENCE_NAME, UNHASHED_TRAIN_FIELDS,
+                             ExperimentConfig, get_config)
 from vae_lib.distributed import rank_and_world_size
 from vae_lib.losses import CVAELoss, StyleVAELoss
 from vae_lib.models.cvae import CVAE
@@ -43,6 +43,8 @@ DATA_NAME = "data.json"
 REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / REFERENCE_NAME
 # The same run with a code per style layer (``configs.stylevae_reference_config(per_layer_codes=True)``).
 PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name(PER_LAYER_REFERENCE_NAME)
+# And that with train.seed=1 (``stylevae_reference_config(per_layer_codes=True, seed=1)``).
+PER_LAYER_SEED1_RUN_DIR = REFERENCE_RUN_DIR.with_name(PER_LAYER_SEED1_FOLDER)
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
 RESOLVED_DATASETS = ("auto-digits",)
 
