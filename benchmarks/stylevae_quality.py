@@ -93,10 +93,10 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
     # The encoded test images' mixes also with the stripes left out of the fine factors (which factor keeps the
     # share low?): split_summary reads one set of mixes for both.
     encoded = split_summary(model, judge, pairs, sources=test.images, seed=0)
-    for name, sources, prior in (("encoded test images", test.images, None), ("prior samples", None, None),
-                                 ("fitted prior samples", None, fitted)):
-        table = (encoded["all"]["table"] if sources is not None
-                 else factor_transfer(model, judge, n=pairs, sources=sources, seed=0, prior=prior))
+    tables = {"encoded test images": encoded["all"]["table"],
+              "prior samples": factor_transfer(model, judge, n=pairs, seed=0),
+              "fitted prior samples": factor_transfer(model, judge, n=pairs, seed=0, prior=fitted)}
+    for name, table in tables.items():
         k = best_crossover(table)
         transfer[name] = {
             "best_crossover": k, "as_expected_at_best": round(table[k]["as_expected"], 4),

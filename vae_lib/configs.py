@@ -587,21 +587,39 @@ def kl_schedule_configs(preset: str | None = None, *, seed: int = 0,
 REFERENCE_EPOCHS = 32
 
 
-def _reference_command(name: str, extra: str = "", folder: str | None = None) -> str:
-    folder = folder or name
-    return (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} --set name={name} "
-            "--set 'dataset_kwargs.fixed_factors={\"rotation\": 4}' --set 'train.keep_checkpoints=[]' "
-            f"{extra}--out runs/{folder} && python -m vae_lib export --out runs/{folder} --to reference/{folder}")
-
-
 REFERENCE_NAME, PER_LAYER_REFERENCE_NAME = "stylevae-reference", "stylevae-reference-perlayer"
-REFERENCE_COMMAND = _reference_command(REFERENCE_NAME)
+
+
+def _reference_overrides(per_layer_codes: bool, seed: int) -> dict[str, Any]:
+    """What a reference run changes in ``stylevae-quick`` beyond the epochs (the one place for it)."""
+    overrides = {"name": PER_LAYER_REFERENCE_NAME if per_layer_codes else REFERENCE_NAME,
+                 "dataset_kwargs.fixed_factors": {"rotation": 4}, "train.keep_checkpoints": []}
+    if per_layer_codes:
+        overrides["model_kwargs.per_layer_codes"] = True
+    if seed != 0:
+        overrides["train.seed"] = seed
+    return overrides
+
+
+def reference_folder(per_layer_codes: bool = False, seed: int = 0) -> str:
+    """The folder name of a committed reference run (under ``reference/``; its run name, plus ``-seed<s>``)."""
+    name = _reference_overrides(per_layer_codes, seed)["name"]
+    return f"{name}-seed{seed}" if seed != 0 else name
+
+
+def _reference_command(per_layer_codes: bool = False, seed: int = 0) -> str:
+    folder = reference_folder(per_layer_codes, seed)
+    sets = " ".join(f"--set '{key}={json.dumps(value)}'" if not isinstance(value, str) else f"--set {key}={value}"
+                    for key, value in _reference_overrides(per_layer_codes, seed).items())
+    return (f"python -m vae_lib train --config stylevae-quick --epochs {REFERENCE_EPOCHS} {sets} --out runs/{folder} "
+            f"&& python -m vae_lib export --out runs/{folder} --to reference/{folder}")
+
+
+REFERENCE_COMMAND = _reference_command()
 # The same run with a code per style layer (model_kwargs.per_layer_codes; notebook 06, section 9).
-PER_LAYER_REFERENCE_COMMAND = _reference_command(PER_LAYER_REFERENCE_NAME, "--set model_kwargs.per_layer_codes=true ")
-# And that run with another seed (train.seed=1), which splits the factors at another crossover (notebook 06).
-PER_LAYER_SEED1_FOLDER = f"{PER_LAYER_REFERENCE_NAME}-seed1"
-PER_LAYER_SEED1_REFERENCE_COMMAND = _reference_command(
-    PER_LAYER_REFERENCE_NAME, "--set model_kwargs.per_layer_codes=true --set train.seed=1 ", folder=PER_LAYER_SEED1_FOLDER)
+PER_LAYER_REFERENCE_COMMAND = _reference_command(per_layer_codes=True)
+# And that run with another seed, which splits the factors at another crossover (notebook 06).
+PER_LAYER_SEED1_REFERENCE_COMMAND = _reference_command(per_layer_codes=True, seed=1)
 
 
 def stylevae_reference_config(per_layer_codes: bool = False, seed: int = 0) -> ExperimentConfig:
@@ -609,15 +627,10 @@ def stylevae_reference_config(per_layer_codes: bool = False, seed: int = 0) -> E
     32 epochs instead of 6, no kept epoch copies. Upright, because a small style decoder learns 5 upright outlines
     in the steps a CPU affords but not 5 outlines at 8 angles (``benchmarks/README.md``, "Why no shape").
     ``per_layer_codes``: the same with one chunk of z per style layer (``stylevae-reference-perlayer``); ``seed``:
-    ``train.seed`` (the committed runs: 0, and 1 for ``stylevae-reference-perlayer-seed1``)."""
-    overrides = {"name": PER_LAYER_REFERENCE_NAME if per_layer_codes else REFERENCE_NAME,
-                 "dataset_kwargs.fixed_factors": {"rotation": 4},
-                 "train.epochs": REFERENCE_EPOCHS, "train.keep_checkpoints": []}
-    if per_layer_codes:
-        overrides["model_kwargs.per_layer_codes"] = True
-    if seed != 0:
-        overrides["train.seed"] = seed
-    return apply_overrides(_stylevae_quick(), overrides)
+    ``train.seed`` (the committed runs: 0, and 1 for ``stylevae-reference-perlayer-seed1``). The folder each is
+    committed in: ``reference_folder(per_layer_codes, seed)``."""
+    return apply_overrides(_stylevae_quick(), {**_reference_overrides(per_layer_codes, seed),
+                                               "train.epochs": REFERENCE_EPOCHS})
 
 
 PRESETS = {

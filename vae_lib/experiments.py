@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import (PER_LAYER_REFERENCE_NAME, PER_LAYER_SEED1_FOLDER, REFERENCE_NAME, UNHASHED_TRAIN_FIELDS,
-                             ExperimentConfig, get_config)
+from vae_lib.configs import UNHASHED_TRAIN_FIELDS, ExperimentConfig, get_config, reference_folder
 from vae_lib.distributed import rank_and_world_size
 from vae_lib.losses import CVAELoss, StyleVAELoss
 from vae_lib.models.cvae import CVAE
@@ -40,11 +39,11 @@ CONFIG_NAME = "config.json"
 DATA_NAME = "data.json"
 # The committed reference run of notebooks 06 and 08 (``configs.stylevae_reference_config``; 4.2 MB, exported:
 # weights and history), in the repository next to the package, as the course is run from a checkout.
-REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / REFERENCE_NAME
+REFERENCE_RUN_DIR = Path(__file__).resolve().parent.parent / "reference" / reference_folder()
 # The same run with a code per style layer (``configs.stylevae_reference_config(per_layer_codes=True)``).
-PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name(PER_LAYER_REFERENCE_NAME)
+PER_LAYER_REFERENCE_RUN_DIR = REFERENCE_RUN_DIR.with_name(reference_folder(per_layer_codes=True))
 # And that with train.seed=1 (``stylevae_reference_config(per_layer_codes=True, seed=1)``).
-PER_LAYER_SEED1_RUN_DIR = REFERENCE_RUN_DIR.with_name(PER_LAYER_SEED1_FOLDER)
+PER_LAYER_SEED1_RUN_DIR = REFERENCE_RUN_DIR.with_name(reference_folder(per_layer_codes=True, seed=1))
 # Dataset names whose meaning depends on the machine: their resolution joins the run's hash.
 RESOLVED_DATASETS = ("auto-digits",)
 
