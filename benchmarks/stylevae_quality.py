@@ -42,14 +42,12 @@ import torch
 
 from vae_lib.configs import apply_overrides, get_config
 from vae_lib.evaluate import psnr
-from vae_lib.fastpaths import resolve_autocast
 from vae_lib.experiments import REFERENCE_RUN_DIR, build_data, load_trained, train_or_load
 from vae_lib.judges import judge_settings, train_or_load_judge
 from vae_lib.judges import read_back as judge_read_back
 from vae_lib.metrics import (TRANSFER_COARSE, TRANSFER_FINE, best_crossover, factor_transfer, fid_yardsticks, judge_fid,
                              model_fid, reconstructions, split_summary)
 from vae_lib.models.sampling import prior_mismatch, sample_images
-from vae_lib.runtime import pick_device
 
 RESULTS = Path(__file__).parent / "results" / "stylevae_quality.json"
 READ_BACK = ("shape", "object_hue", "position_x", "position_y", "background_hue", "texture", "scale")
@@ -135,8 +133,8 @@ def measure(config, *, pairs: int, samples: int, run_dir: Path | None = None, ju
         "config": config.run_name(), "status": info["status"], "train_seconds": round(train_seconds, 1),
         "steps": info["step"], "seconds_per_step": round(train_seconds / max(info["step"], 1), 3),
         "threads": torch.get_num_threads(), "load_avg_start": load_avg_start, "load_avg_end": os.getloadavg()[0],
-        # The precision the training steps ran in on this machine ("auto" is bf16 only where the CPU has it).
-        "autocast": resolve_autocast(config.train.autocast, pick_device(config.train.device)) or "fp32",
+        # The arithmetic the last epoch ran in, as the run's history says (None: a run from before it said).
+        "precision": history["epochs"][-1].get("precision") if history["epochs"] else None,
         "test_images": len(test),
         "psnr_db": round(psnr(recon, test.images, test.value_range).mean().item(), 2),
         "mean_image_psnr_db": round(floor.mean().item(), 2),

@@ -194,3 +194,46 @@ def test_truncation_fids_measure_each_psi_with_the_same_codes():
     assert fig.axes[0].get_yscale() == "log" and fig.axes[0].xaxis_inverted()
     with pytest.raises(ValueError, match="No FID curves"):
         viz.truncation_fid_curves({})
+
+
+class ReconstructingTruncating(Truncating):
+    def reconstruct(self, x, y=None):
+        return self.decode(self.encode(x)[0])
+
+
+def test_truncation_curves_are_truncation_fids_and_the_reconstructions_fid_of_each_run():
+    g = torch.Generator().manual_seed(2)
+    real = (0.3 * torch.randn(300, generator=g)).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+    test = ImageData(images=real, labels=torch.zeros(300, dtype=torch.long), name="fake", source="test",
+                     reason="test", value_range=(-1.0, 1.0), class_names=["0"])
+    model = ReconstructingTruncating(torch.zeros(2, 2), torch.zeros(2, 2))
+    fitted = MultivariateNormal(torch.tensor([0.0, 0.0]), scale_tril=torch.diag(torch.tensor([0.3, 1.0])))
+    psis = (1.0, 0.5)
+    curves, marks = metrics.truncation_curves({"a": (model, test, fitted), "b": (model, test, None)}, FlatJudge(),
+                                              psis, n=300)
+    assert list(curves) == ["a, z ~ N(0, I)", "a, z ~ fitted q(z)", "b, z ~ N(0, I)"]
+    assert list(marks) == ["a: reconstructions", "b: reconstructions"]
+    assert curves["a, z ~ fitted q(z)"] == metrics.truncation_fids(model, FlatJudge(), test, psis, n=300,
+                                                                   prior=fitted)
+    assert curves["b, z ~ N(0, I)"] == metrics.truncation_fids(model, FlatJudge(), test, psis, n=300)
+    assert curves["a, z ~ fitted q(z)"][1.0] < curves["a, z ~ N(0, I)"][1.0]   # the fitted prior has the data's spread
+    assert marks["a: reconstructions"] == pytest.approx(
+        metrics.fid_yardsticks(model, FlatJudge(), test, n=300, blur_sigmas=())["reconstructions"])
+
+
+def test_fitted_prior_fits_the_codes_of_the_first_training_images():
+    from vae_lib.configs import apply_overrides, get_config
+    from vae_lib.experiments import build_data, build_model, fitted_prior
+
+    config = get_config("stylevae-smoke")          # 64 training shapes
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    whole = fitted_prior(model, config)
+    assert torch.allclose(whole.loc, sampling.aggregate_posterior(model, build_data(config, verbose=False)).loc)
+    first = fitted_prior(model, config, max_images=20)
+    by_hand = sampling.aggregate_posterior(model, build_data(apply_overrides(config, {"n_train": 20}), verbose=False))
+    assert torch.allclose(first.loc, by_hand.loc) and torch.allclose(first.covariance_matrix, by_hand.covariance_matrix)
+    assert not torch.allclose(first.loc, whole.loc)
+    assert torch.allclose(fitted_prior(model, config, max_images=1000).loc, whole.loc)   # a cap above n_train: all
+    with pytest.raises(ValueError, match="at least 2"):
+        fitted_prior(model, config, max_images=1)

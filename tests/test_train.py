@@ -127,6 +127,13 @@ def test_history_has_every_step_and_epoch_means():
     assert trainer.step == 8 and trainer.epoch == 2
 
 
+@pytest.mark.parametrize("autocast, precision", [(None, "fp32"), ("bf16", "bf16")])
+def test_each_epoch_says_the_precision_it_ran_in(autocast, precision):
+    trainer = new_trainer(epochs=1, autocast=autocast)
+    history = trainer.fit(fixed_batches())
+    assert [e["precision"] for e in history["epochs"]] == [precision]
+
+
 def test_optimizer_is_adamw_from_the_config():
     trainer = new_trainer(lr=1e-2, weight_decay=0.05)
     assert isinstance(trainer.optimizer, torch.optim.AdamW)

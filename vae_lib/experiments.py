@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.configs import UNHASHED_TRAIN_FIELDS, ExperimentConfig, get_config, reference_folder
+from vae_lib.configs import UNHASHED_TRAIN_FIELDS, ExperimentConfig, apply_overrides, get_config, reference_folder
 from vae_lib.distributed import rank_and_world_size
 from vae_lib.losses import CVAELoss, StyleVAELoss
 from vae_lib.models.cvae import CVAE
+from vae_lib.models.sampling import aggregate_posterior
 from vae_lib.models.stylegan_vae import ConvolutionalVAE
 from vae_lib.runlock import remove_stale_temp_files, run_lock
 from vae_lib.runtime import runs_dir, seed_everything
@@ -140,6 +141,18 @@ def build_data(config: ExperimentConfig, split: str = "train", *, verbose: bool 
     if tuple(data.value_range) != tuple(target):
         data = data.rescaled(*target)
     return data
+
+
+def fitted_prior(model, config: ExperimentConfig, *, max_images: int | None = None):
+    """The prior fitted to ``model``'s codes of ``config``'s training images (``models.sampling.aggregate_posterior``:
+    the Gaussian with their mean and covariance), of the first ``max_images`` of them when given (a notebook's
+    smoke preset fits to fewer, to keep its tests short). Returns a ``MultivariateNormal`` on the CPU."""
+    if max_images is not None:
+        if max_images < 2:
+            raise ValueError(f"max_images must be at least 2 (a covariance needs two codes), got {max_images}")
+        n = max_images if config.n_train is None else min(config.n_train, max_images)
+        config = apply_overrides(config, {"n_train": n})
+    return aggregate_posterior(model, build_data(config, "train", verbose=False))
 
 
 def train_or_load(config: ExperimentConfig | str, run_dir: str | Path | None = None, preset: str | None = None,

@@ -204,6 +204,26 @@ def truncation_fids(model, judge: Judge, test_data: ImageData, psis=TRUNCATION_P
             for psi in psis}
 
 
+def truncation_curves(runs: dict, judge: Judge, psis=TRUNCATION_PSIS, *, n: int = FID_SAMPLES,
+                      batch_size: int = PREDICT_BATCH) -> tuple[dict[str, dict[float, float]], dict[str, float]]:
+    """Notebook 08's truncation study of several StyleGAN-VAEs: ``runs`` maps a name to ``(model, test_data,
+    fitted)``, ``fitted`` a prior fitted to the model's codes (``models.sampling.aggregate_posterior``) or None.
+
+    Returns ``(curves, marks)``, what ``viz.truncation_fid_curves(curves, references=marks)`` draws: for each run,
+    ``"<name>, z ~ N(0, I)"`` and (with ``fitted``) ``"<name>, z ~ fitted q(z)"``, each :func:`truncation_fids`;
+    and ``"<name>: reconstructions"``, the FID of its reconstructions of the same test images
+    (:func:`fid_yardsticks`), what its decoder draws when the code is right."""
+    curves, marks = {}, {}
+    for name, (model, test_data, fitted) in runs.items():
+        priors = {"N(0, I)": None, **({"fitted q(z)": fitted} if fitted is not None else {})}
+        for label, prior in priors.items():
+            curves[f"{name}, z ~ {label}"] = truncation_fids(model, judge, test_data, psis, n=n, prior=prior,
+                                                             batch_size=batch_size)
+        marks[f"{name}: reconstructions"] = fid_yardsticks(model, judge, test_data, n=n, blur_sigmas=(),
+                                                           batch_size=batch_size)["reconstructions"]
+    return curves, marks
+
+
 # ---------------------------------------------------------------------------------- factor transfer
 def factor_transfer(model, judge: Judge, n: int = 500, *, crossovers=None, seed: int = 0,
                     coarse=TRANSFER_COARSE, fine=TRANSFER_FINE, sources: torch.Tensor | None = None,

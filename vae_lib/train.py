@@ -13,7 +13,7 @@ pass over the data; both are what the schedule and ``loss_fn`` see. ``trainer.st
 ``trainer.epoch`` count the updates and epochs *done*. The history::
 
     {"steps":  [{"step", "epoch", "beta", "lr", "loss", <terms>, "grad_norm"}, ...],   one per update
-     "epochs": [{"epoch", "time_s", <mean of each of those terms>, "val_<term>"...}, ...]}
+     "epochs": [{"epoch", "time_s", "precision", <mean of each of those terms>, "val_<term>"...}, ...]}
 
 ``grad_norm`` is the global gradient norm before clipping. Checkpoints (``run_dir/checkpoint.pt``,
 written to a temporary file and renamed, so a crash never leaves half a file) hold the model,
@@ -565,7 +565,9 @@ class Trainer:
 
     def _close_epoch(self, epoch: int, val_loader: Iterable | None, seconds: float) -> None:
         steps = [r for r in self.history["steps"] if r["epoch"] == epoch]
-        summary = {"epoch": epoch, "time_s": seconds}
+        # The arithmetic the epoch ran in ("bf16", "fp16" or "fp32"): "auto" depends on the machine, and so
+        # does time_s, so the record says which precision a time (and a result) came from.
+        summary = {"epoch": epoch, "time_s": seconds, "precision": self.autocast or "fp32"}
         for name in steps[0] if steps else ():
             if name not in _COUNTERS:
                 summary[name] = sum(r[name] for r in steps) / len(steps)
