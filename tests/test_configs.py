@@ -31,10 +31,12 @@ def test_full_presets_follow_the_cards():
     from vae_lib.models.stylegan_vae import MAPPING_GAIN_PRESERVING
 
     assert quick.model_kwargs == {"z_dim": 128, "input_size": 32, "max_channels": 32, "mapping_layers": 2,
-                                  "encoder_pool": "flatten", "mapping_gain": MAPPING_GAIN_PRESERVING}
-    assert quick.dataset == "shapes" and quick.dataset_kwargs["size"] == 32 and quick.n_train == 20_000
+                                  "encoder_pool": "flatten", "mapping_gain": MAPPING_GAIN_PRESERVING,
+                                  "per_layer_codes": True, "encoder_channels": 64, "encoder_fc_width": 256}
+    assert quick.dataset == "shapes" and quick.dataset_kwargs == {"size": 32, "fixed_factors": {"rotation": 4}}
+    assert quick.n_train == 20_000 and quick.train.epochs * quick.n_train // quick.train.batch_size == 5_000
     assert quick.loss_kwargs["reconstruction"] == "calibrated" and quick.train.ema_half_life_images == 10_000
-    assert quick.train.lr_schedule == "cosine"
+    assert quick.train.lr_schedule == "constant"
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -154,9 +156,10 @@ def test_read_gives_the_saved_config_with_later_fields_at_their_defaults(tmp_pat
 
 # The run folders of every preset as they were before checkpoint_every_seconds and the resolved
 # dataset joined the configs: cached runs must keep their names. (stylevae-smoke and stylevae-quick were
-# changed on purpose when the StyleGAN-VAE CPU presets were rebuilt: these are the new presets' names.)
+# changed on purpose when the StyleGAN-VAE CPU presets were rebuilt: these are the new presets' names; stylevae-quick
+# again on 2026-12-02, issue 11: upright shapes, a code per style layer, a wider encoder, 8 epochs at a constant lr.)
 KNOWN_HASHES = {"cvae-smoke": "cfd519bb4b", "cvae-quick": "d55008f17e", "cvae-full": "4060a80f32",
-                "stylevae-smoke": "6b99ba8f41", "stylevae-quick": "396218376f", "stylevae-full": "2b9d26285b"}
+                "stylevae-smoke": "6b99ba8f41", "stylevae-quick": "b832723faf", "stylevae-full": "2b9d26285b"}
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN_HASHES))

@@ -61,7 +61,8 @@ def test_constructor_defaults_follow_the_card_and_the_interface():
                             max_channels=512, mixing_prob=0.9, noise_mode="random", logvar_clamp=10.0,
                             w_avg_beta=0.995, skip_rgb=False, input_mode="const", equalized_lr=False,
                             mapping_lr_mul=1.0, encoder_pool="average", mapping_gain=0.5,
-                            channel_base=32768, per_layer_codes=False)
+                            channel_base=32768, per_layer_codes=False, encoder_channels=None,
+                            encoder_fc_width=None)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(params)[3:])
 
 
@@ -389,6 +390,7 @@ def test_per_layer_codes_give_each_style_layer_its_own_chunk_of_z():
     plain = ConvolutionalVAE(**SMALL)
     width = plain.mapping.net[1].weight.shape[0]
     assert n_params(plain.mapping) - n_params(model.mapping) == (SMALL["z_dim"] - chunk) * width
+    assert model.code_dim == model.mapping.z_dim == chunk and plain.code_dim == plain.mapping.z_dim == SMALL["z_dim"]
     z1, z2 = torch.randn(3, SMALL["z_dim"]), torch.randn(3, SMALL["z_dim"])
     with torch.no_grad():
         ws = model.styles(z1)
@@ -408,3 +410,27 @@ def test_per_layer_codes_give_each_style_layer_its_own_chunk_of_z():
     assert recon.shape == (2, 3, 32, 32) and mu.shape == logvar.shape == (2, SMALL["z_dim"])
     with pytest.raises(ValueError, match="multiple of 8"):
         ConvolutionalVAE(**{**SMALL, "z_dim": 36}, per_layer_codes=True)
+
+
+def test_encoder_width_and_fc_width_are_options_apart_from_the_synthesis():
+    torch.manual_seed(0)
+    plain = ConvolutionalVAE(**SMALL, encoder_pool="flatten")
+    wide = ConvolutionalVAE(**SMALL, encoder_pool="flatten", encoder_channels=64, encoder_fc_width=256)
+    # The synthesis and the mapping are untouched: only the encoder changes.
+    assert n_params(wide.synthesis) == n_params(plain.synthesis)
+    assert n_params(wide.mapping) == n_params(plain.mapping)
+    # 32 px: stem 3 -> 64, Down1 64 -> 128 capped, Down2, Down3 (2, 2, 3 residual blocks), all capped at C.
+    def encoder_count(c: int, fc: int, z: int = SMALL["z_dim"]) -> int:
+        stem = conv3x3(3, c) + gn(c)
+        stages = sum(conv3x3(c, c) + gn(c) + n * 2 * (conv3x3(c, c) + gn(c)) for n in (2, 2, 3))
+        head = (16 * c * fc + fc) + 2 * (fc * z + z)          # flatten -> FC -> mu, logvar
+        return stem + stages + head
+    assert n_params(plain.encoder) == encoder_count(32, 32)
+    assert n_params(wide.encoder) == encoder_count(64, 256)
+    assert wide.encoder.feature_channels == 64 and wide.encoder.fc[0].out_features == 256
+    mu, logvar = wide.encode(images(2))
+    assert mu.shape == logvar.shape == (2, SMALL["z_dim"])
+    with pytest.raises(ValueError, match="encoder_channels"):
+        ConvolutionalVAE(**SMALL, encoder_channels=0)
+    with pytest.raises(ValueError, match="fc_width"):
+        ConvolutionalVAE(**SMALL, encoder_fc_width=0)

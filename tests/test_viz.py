@@ -108,6 +108,19 @@ def test_reconstructions_two_rows_of_n():
         viz.reconstructions(x[0], x_hat[0])
 
 
+def test_reconstructions_one_row_per_labelled_set():
+    x, early, late = torch.rand(5, 1, 6, 5), torch.rand(5, 1, 6, 5), torch.rand(5, 1, 6, 5)
+    fig = viz.reconstructions(x, {"step 2,500": early, "step 5,000": late}, n=3)
+    assert len(fig.axes) == 3
+    assert [ytick_texts(ax) for ax in fig.axes] == [["input"], ["step 2,500"], ["step 5,000"]]
+    for i, source in enumerate((x, early, late)):
+        np.testing.assert_allclose(tile(drawn(fig, i), 0, 2, 6, 5), source[2, 0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="late"):
+        viz.reconstructions(x, {"late": late[:, :, :5]})
+    with pytest.raises(ValueError, match="no reconstructions"):
+        viz.reconstructions(x, {})
+
+
 # ---------------------------------------------------------------------------------- model figures
 class ClassLevelModel(nn.Module):
     """sample(n, y): a 4x4 image at grey level y / (num_classes - 1), plus generator noise of 0.01."""

@@ -154,13 +154,20 @@ def image_grid(images, nrow: int = 8, title: str | None = None, value_range=(0.0
 
 
 def reconstructions(x, x_hat, n: int = 8, value_range=(0.0, 1.0), *, dpi: int = DPI) -> Figure:
-    """The first ``n`` inputs x (N, C, H, W) in a top row, their reconstructions x_hat below."""
-    x, x_hat = _check_images(x, "x"), _check_images(x_hat, "x_hat")
-    if x.shape != x_hat.shape:
-        raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}.")
+    """The first ``n`` inputs x (N, C, H, W) in a top row, their reconstructions x_hat below. ``x_hat`` may also be
+    ``{row label: images}``, one row each (e.g. one run's reconstructions at two points of its training)."""
+    rows = dict(x_hat) if isinstance(x_hat, dict) else {"reconstruction": x_hat}
+    if not rows:
+        raise ValueError("x_hat: no reconstructions to show.")
+    x = _check_images(x, "x")
+    for label, images in rows.items():
+        rows[label] = images = _check_images(images, "x_hat")
+        if x.shape != images.shape:
+            raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and "
+                             f"{tuple(images.shape)} ({label}).")
     n = min(n, x.shape[0])
-    arrays = [grid_array(batch[:n], n, value_range) for batch in (x, x_hat)]
-    return grid_figure(arrays, ylabels=["input", "reconstruction"], tile_width=x.shape[-1], dpi=dpi)
+    arrays = [grid_array(batch[:n], n, value_range) for batch in (x, *rows.values())]
+    return grid_figure(arrays, ylabels=["input", *rows], tile_width=x.shape[-1], dpi=dpi)
 
 
 # ------------------------------------------------------------------------------------ model figures
