@@ -457,8 +457,8 @@ _CPU_STYLE_MODEL = {"mapping_layers": 2, "encoder_pool": "flatten", "mapping_gai
 # and its data are upright shapes (dataset_kwargs.fixed_factors={"rotation": 4}): the same network does not learn
 # the outlines of shapes at 8 angles in 5,000 steps (nor the decoder alone in 1,500, given the true factors).
 _STYLEVAE_QUICK_SHAPES = {"per_layer_codes": True, "encoder_channels": 64, "encoder_fc_width": 256}
-# The reference runs (committed; below) are the quick preset as it was before those additions: pinned back.
-_BEFORE_QUICK_SHAPES = {"per_layer_codes": False, "encoder_channels": 32, "encoder_fc_width": 32}
+# The reference runs (committed; below) have the encoder of the quick preset as it was before: pinned back.
+_BEFORE_QUICK_ENCODER = {"encoder_channels": 32, "encoder_fc_width": 32}
 _CPU_STYLE_LOSS = {"perceptual_weight": 0.0, "perceptual_from_epoch": 20, "vgg_weights": None,
                    "reconstruction": "calibrated"}
 
@@ -613,11 +613,10 @@ def _reference_overrides(per_layer_codes: bool, seed: int) -> dict[str, Any]:
     # The references were trained before the quick preset took its shape-learning options (and its constant lr):
     # their encoder widths and schedule are pinned to the values they were trained with.
     overrides = {"name": PER_LAYER_REFERENCE_NAME if per_layer_codes else REFERENCE_NAME,
-                 "dataset_kwargs.fixed_factors": {"rotation": 4}, "train.keep_checkpoints": [],
-                 **{f"model_kwargs.{key}": value for key, value in _BEFORE_QUICK_SHAPES.items()},
+                 "dataset_kwargs.fixed_factors": dict(UPRIGHT), "train.keep_checkpoints": [],
+                 "model_kwargs.per_layer_codes": bool(per_layer_codes),
+                 **{f"model_kwargs.{key}": value for key, value in _BEFORE_QUICK_ENCODER.items()},
                  "train.lr_schedule": "cosine"}
-    if per_layer_codes:
-        overrides["model_kwargs.per_layer_codes"] = True
     if seed != 0:
         overrides["train.seed"] = seed
     return overrides

@@ -245,14 +245,18 @@ class ConvolutionalVAE(nn.Module):
         if self.per_layer_codes and z_dim % self.num_style_layers:
             raise ValueError(f"per_layer_codes splits z into {self.num_style_layers} chunks, one per style layer: "
                              f"z_dim must be a multiple of {self.num_style_layers}, got {z_dim}.")
-        # The mapping network's input width: z_dim, or one chunk of it per style layer (per_layer_codes).
-        self.code_dim = code_dim = z_dim // self.num_style_layers if self.per_layer_codes else z_dim
+        code_dim = z_dim // self.num_style_layers if self.per_layer_codes else z_dim
         self.mapping = MappingNetwork(code_dim, self.w_dim, mapping_layers, w_avg_beta=w_avg_beta,
                                       init_gain=mapping_gain)
         if equalized_lr:
             equalize_learning_rate(self.encoder)
             equalize_learning_rate(self.mapping, mapping_lr_mul)
             equalize_learning_rate(self.synthesis)
+
+    @property
+    def code_dim(self) -> int:
+        """The mapping network's input width: z_dim, or one chunk of z per style layer (``per_layer_codes``)."""
+        return self.mapping.z_dim
 
     # ---- the VAE interface (shared with the CVAE: see vae_lib.models) --------------------------
     conditional = False  # no class labels: every ``y`` argument must be None
